@@ -1,0 +1,56 @@
+"""Dead letters: rejected records with the raw input, the error and the stage where they failed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from transforms.records import Record
+
+
+class DeadLetter(NamedTuple):
+    """A record that did not become an output row, and why."""
+
+    stage: str
+    error: str
+    message: str
+    raw: bytes
+    source: str
+    key: str | None = None
+    model: str | None = None
+    timestamp: float = 0.0
+    record_id: str | None = None
+
+
+def dead_letter(stage: str, error: BaseException, raw: bytes, source: str, **fields) -> DeadLetter:
+    return DeadLetter(stage, type(error).__name__, str(error), raw, source, timestamp=time.time(), **fields)
+
+
+def record_dead_letter(stage: str, error: BaseException, record: Record, model: str | None = None) -> DeadLetter:
+    return dead_letter(stage, error, record.raw, record.source, key=record.key, model=model, record_id=record.id)
+
+
+def dead_letter_json(letter: DeadLetter, pattern: str) -> str:
+    """One JSON Lines row; the raw input is text when it is UTF-8, base64 otherwise."""
+    try:
+        raw, encoding = letter.raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        raw, encoding = base64.b64encode(letter.raw).decode("ascii"), "base64"
+    return json.dumps(
+        {
+            "stage": letter.stage,
+            "error": letter.error,
+            "message": letter.message,
+            "pattern": pattern,
+            "model": letter.model,
+            "key": letter.key,
+            "source": letter.source,
+            "raw": raw,
+            "raw_encoding": encoding,
+            "timestamp": datetime.fromtimestamp(letter.timestamp, UTC).isoformat(),
+        },
+        ensure_ascii=False,
+    )

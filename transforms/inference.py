@@ -1,0 +1,145 @@
+"""Model inference: Beam's RunInference around tfx-bsl's model handler, keyed, batched, with dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
+from tensorflow_serving.apis import prediction_log_pb2
+from tfx_bsl.public.beam.run_inference import CreateModelHandler
+from tfx_bsl.public.proto import model_spec_pb2
+
+from transforms.config import Batching, ModelSpec
+from transforms.dead_letters import record_dead_letter
+from transforms.records import Record
+
+INFERENCE_STAGE = "inference"
+DEAD_LETTERS = "dead_letters"
+
+
+class Pending(NamedTuple):
+    """A record on its way through the models, with the predictions it has collected so far."""
+
+    record: Record
+    predictions: tuple = ()
+
+
+class InferenceFailure(Exception):
+    """The model raised on this one example (found by re-running its failed batch one example at a time)."""
+
+
+class IsolatingModelHandler(ModelHandler):
+    """Runs a batch through the wrapped handler; if the batch fails, runs each example alone.
+
+    A poison example then costs only itself: its result is the InferenceFailure, and its batch-mates
+    get their predictions. Everything else is delegated, so batching and metrics stay tfx-bsl's.
+    """
+
+    def __init__(self, base: ModelHandler):
+        super().__init__()
+        self._base = base
+
+    def load_model(self) -> Any:
+        return self._base.load_model()
+
+    def run_inference(self, batch: Sequence[Any], model: Any, inference_args=None) -> list[Any]:
+        try:
+            return list(self._base.run_inference(batch, model, inference_args))
+        except Exception as error:
+            if len(batch) == 1:
+                return [_failure(error)]
+            return [self._run_alone(example, model, inference_args) for example in batch]
+
+    def _run_alone(self, example: Any, model: Any, inference_args) -> Any:
+        try:
+            return next(iter(self._base.run_inference([example], model, inference_args)))
+        except Exception as error:
+            return _failure(error)
+
+    def get_num_bytes(self, batch: Sequence[Any]) -> int:
+        return self._base.get_num_bytes(batch)
+
+    def get_metrics_namespace(self) -> str:
+        return self._base.get_metrics_namespace()
+
+    def batch_elements_kwargs(self):
+        return self._base.batch_elements_kwargs()
+
+    def get_resource_hints(self) -> dict:
+        return self._base.get_resource_hints()
+
+    def share_model_across_processes(self) -> bool:
+        return self._base.share_model_across_processes()
+
+
+def _failure(error: Exception) -> InferenceFailure:
+    return InferenceFailure(f"{type(error).__name__}: {error_summary(error)}")
+
+
+def error_summary(error: Exception) -> str:
+    """The error's message without TensorFlow's wrapping ("Graph execution error:") and graph node lines."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    kept = [line for line in lines if line and line != "Graph execution error:" and not line.startswith("[[")]
+    return " ".join(kept) or repr(error)
+
+
+def inference_spec(model: ModelSpec, signature_name: str, batching: Batching) -> model_spec_pb2.InferenceSpecType:
+    return model_spec_pb2.InferenceSpecType(
+        saved_model_spec=model_spec_pb2.SavedModelSpec(model_path=model.uri, signature_name=[signature_name]),
+        batch_parameters=model_spec_pb2.BatchParameters(
+            min_batch_size=batching.min_batch_size, max_batch_size=batching.max_batch_size
+        ),
+    )
+
+
+class _SplitFailures(beam.DoFn):
+    def __init__(self, model_name: str):
+        self._model_name = model_name
+
+    def process(self, element: tuple[Pending, Any]) -> Iterable[Any]:
+        pending, result = element
+        if isinstance(result, prediction_log_pb2.PredictionLog):
+            yield pending, result
+        else:
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTERS, record_dead_letter(INFERENCE_STAGE, result, pending.record, self._model_name)
+            )
+
+
+def _batch_dead_letters(failed: tuple[list, BaseException], model_name: str) -> Iterable[Any]:
+    batch, error = failed
+    for pending, _ in batch:
+        yield record_dead_letter(INFERENCE_STAGE, error, pending.record, model_name)
+
+
+class Predict(beam.PTransform):
+    """(Pending, serialized Example) through one model: (Pending, PredictionLog) out, and dead letters.
+
+    tfx-bsl's model handler is the engine; Beam's RunInference around it honours the batch sizes
+    and keys each example with its Pending record, so nothing needs joining back afterwards.
+    """
+
+    def __init__(self, model: ModelSpec, signature_name: str, batching: Batching):
+        super().__init__()
+        self._model = model
+        self._handler = KeyedModelHandler(
+            IsolatingModelHandler(CreateModelHandler(inference_spec(model, signature_name, batching)))
+        )
+
+    def expand(self, examples: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        results, failed = (
+            examples
+            | "RunInference"
+            >> RunInference(
+                self._handler, metrics_namespace=f"RunInference.{self._model.name}"
+            ).with_exception_handling()
+        )
+        predictions, failures = results | "SplitFailures" >> beam.ParDo(_SplitFailures(self._model.name)).with_outputs(
+            DEAD_LETTERS, main="predictions"
+        )
+        batch_failures = failed.failed_inferences | "BatchFailures" >> beam.FlatMap(
+            _batch_dead_letters, self._model.name
+        )
+        return predictions, (failures, batch_failures) | "DeadLetters" >> beam.Flatten()

@@ -1,0 +1,188 @@
+"""The one registry of template parameters: argparse, metadata.json and the README table come from it."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+PATTERNS = ("predict", "postprocess", "keyed", "multi_parallel", "multi_sequence")
+INPUT_FORMATS = ("tfrecord", "csv", "jsonl")
+FEATURE_TYPES = ("float", "int", "bytes")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
+_PATH = r"(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^,\s]*)?|[^,\s:]+)"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A template parameter as the Flex Template service, argparse and the README all see it."""
+
+    name: str
+    label: str
+    help: str
+    param_type: str = "TEXT"
+    default: str | int | None = None
+    optional: bool = True
+    regexes: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+    @property
+    def python_type(self) -> type:
+        return int if self.param_type == "NUMBER" else str
+
+
+PARAMETERS: tuple[Parameter, ...] = (
+    Parameter(
+        "pattern",
+        "Inference pattern",
+        "Which RunInference pattern to run: predict (PredictionLogs), postprocess (input + output rows), "
+        "keyed (the key rides along, never reaching the model), multi_parallel (every model on each record, "
+        "joined per record) or multi_sequence (each model's output feeds the next).",
+        "ENUM",
+        optional=False,
+        options=PATTERNS,
+    ),
+    Parameter(
+        "model_uris",
+        "Model URIs",
+        "Comma-separated SavedModel directories whose serving signature takes serialized tf.train.Examples. "
+        "Exactly one for predict, postprocess and keyed; two or more, in order, for the multi_ patterns.",
+        optional=False,
+        regexes=(rf"^{_PATH}(,{_PATH})*$",),
+    ),
+    Parameter(
+        "model_names",
+        "Model names",
+        "Comma-separated names for the models, in the order of model_uris. Default: each URI's last path segment.",
+        regexes=(rf"^{_NAME}(,{_NAME})*$",),
+    ),
+    Parameter(
+        "input",
+        "Input files",
+        "File pattern of the records to score: .tfrecord[.gz] (serialized tf.train.Example), .csv[.gz] "
+        "(with a header row) or .jsonl[.gz] (one JSON object per line).",
+        "GCS_READ_FILE",
+        optional=False,
+        regexes=(rf"^{_PATH}$",),
+    ),
+    Parameter(
+        "input_format",
+        "Input format",
+        "Format of the input files when their names do not end in .tfrecord, .csv or .jsonl.",
+        "ENUM",
+        options=INPUT_FORMATS,
+    ),
+    Parameter(
+        "output",
+        "Output prefix",
+        "Path prefix of the output files: TFRecords of PredictionLogs for predict, JSON Lines rows otherwise.",
+        "GCS_WRITE_FILE",
+        optional=False,
+        regexes=(rf"^{_PATH}$",),
+    ),
+    Parameter(
+        "dead_letter",
+        "Dead-letter prefix",
+        "Path prefix of the JSON Lines files of rejected records. Default: the output prefix + _dead_letter.",
+        "GCS_WRITE_FILE",
+        regexes=(rf"^{_PATH}$",),
+    ),
+    Parameter(
+        "key_field",
+        "Key field",
+        "The record field holding the key (a device or customer id). It is never fed to the model.",
+        default="key",
+        regexes=(rf"^{_NAME}$",),
+    ),
+    Parameter(
+        "feature_types",
+        "Feature types",
+        "Comma-separated name:type pairs (type float, int or bytes) for features that are not of default_feature_type.",
+        regexes=(rf"^{_NAME}:(float|int|bytes)(,{_NAME}:(float|int|bytes))*$",),
+    ),
+    Parameter(
+        "default_feature_type",
+        "Default feature type",
+        "The tf.train.Example type of every feature not named in feature_types.",
+        "ENUM",
+        default="float",
+        options=FEATURE_TYPES,
+    ),
+    Parameter(
+        "signature_name",
+        "Signature name",
+        "The SavedModel signature to call; it must take one DT_STRING input of serialized tf.train.Examples.",
+        default="serving_default",
+        regexes=(rf"^{_NAME}$",),
+    ),
+    Parameter(
+        "min_batch_size",
+        "Minimum batch size",
+        "Smallest batch RunInference sends to the model.",
+        "NUMBER",
+        default=1,
+        regexes=(r"^[1-9][0-9]*$",),
+    ),
+    Parameter(
+        "max_batch_size",
+        "Maximum batch size",
+        "Largest batch RunInference sends to the model.",
+        "NUMBER",
+        default=512,
+        regexes=(r"^[1-9][0-9]*$",),
+    ),
+    Parameter(
+        "chain_feature",
+        "Chained feature",
+        "multi_sequence: the feature of the next model's input that receives the previous model's output.",
+        default="x",
+        regexes=(rf"^{_NAME}$",),
+    ),
+    Parameter(
+        "chain_output",
+        "Chained output",
+        "multi_sequence: the output alias passed on to the next model. Default: the model's only output.",
+        regexes=(rf"^{_NAME}$",),
+    ),
+    Parameter(
+        "log_level",
+        "Log level",
+        "Python log level of the pipeline; TensorFlow and Beam start-up noise is hidden below INFO.",
+        "ENUM",
+        default="WARNING",
+        options=LOG_LEVELS,
+    ),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """An argparse parser of the template parameters; everything else is left for Beam's pipeline options."""
+    parser = argparse.ArgumentParser(
+        prog="main.py",
+        description="Batch ML inference with TFX RunInference on TensorFlow SavedModels.",
+        epilog="Any other --flag is passed to Apache Beam as a pipeline option (--runner, --direct_num_workers, ...).",
+    )
+    for parameter in PARAMETERS:
+        parser.add_argument(
+            f"--{parameter.name}",
+            type=parameter.python_type,
+            default=parameter.default,
+            required=not parameter.optional,
+            choices=parameter.options or None,
+            help=parameter.help,
+        )
+    return parser
+
+
+def markdown_table() -> str:
+    """The README's parameter table."""
+    lines = ["| Parameter | Required | Default | Description |", "| --- | --- | --- | --- |"]
+    for parameter in PARAMETERS:
+        default = "" if parameter.default is None else f"`{parameter.default}`"
+        description = parameter.help
+        if parameter.options:
+            description += " One of: " + ", ".join(f"`{option}`" for option in parameter.options) + "."
+        required = "no" if parameter.optional else "yes"
+        lines.append(f"| `--{parameter.name}` | {required} | {default} | {description} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,162 @@
+"""The five inference patterns, each a composition of encoding, Predict, post-processing and joins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import apache_beam as beam
+
+from transforms.config import InferenceConfig, ModelSpec
+from transforms.dead_letters import record_dead_letter
+from transforms.examples import encode_example
+from transforms.inference import DEAD_LETTERS, Pending, Predict
+from transforms.join import JoinPerRecord, KeyForJoin
+from transforms.postprocess import ModelPrediction, prediction_outputs
+
+ENCODE_STAGE = "encode"
+CHAIN_STAGE = "chain"
+POSTPROCESS_STAGE = "postprocess"
+
+
+def record_features(pending: Pending) -> Mapping[str, Any]:
+    """The record's own features: what the first (or only) model sees."""
+    return pending.record.features
+
+
+class ChainedFeatures:
+    """The record's features with `feature` set to the previous model's output `output` (multi_sequence)."""
+
+    def __init__(self, feature: str, output: str):
+        self.feature = feature
+        self.output = output
+
+    def __call__(self, pending: Pending) -> Mapping[str, Any]:
+        previous = pending.predictions[-1]
+        if self.output not in previous.outputs:
+            raise KeyError(f"model {previous.model} returned no output {self.output!r} to chain")
+        return {**pending.record.features, self.feature: previous.outputs[self.output]}
+
+
+class _ModelInput(beam.DoFn):
+    def __init__(self, stage: str, features_of: Callable[[Pending], Mapping[str, Any]]):
+        self._stage = stage
+        self._features_of = features_of
+
+    def process(self, pending: Pending) -> Iterable:
+        try:
+            yield pending, encode_example(self._features_of(pending))
+        except Exception as error:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, record_dead_letter(self._stage, error, pending.record))
+
+
+def encode(pending: beam.PCollection, label: str, stage: str, features_of) -> tuple:
+    """(Pending, serialized Example) pairs, and dead letters for records whose Example cannot be built."""
+    return pending | label >> beam.ParDo(_ModelInput(stage, features_of)).with_outputs(DEAD_LETTERS, main="examples")
+
+
+class _CollectPrediction(beam.DoFn):
+    def __init__(self, model_name: str):
+        self._model_name = model_name
+
+    def process(self, element) -> Iterable:
+        pending, log = element
+        try:
+            prediction = ModelPrediction(self._model_name, prediction_outputs(log))
+        except Exception as error:
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTERS, record_dead_letter(POSTPROCESS_STAGE, error, pending.record, self._model_name)
+            )
+            return
+        yield Pending(pending.record, (*pending.predictions, prediction))
+
+
+class PredictAndCollect(beam.PTransform):
+    """(Pending, Example) through one model; the Pending comes out with that model's outputs added."""
+
+    def __init__(self, model: ModelSpec, config: InferenceConfig):
+        super().__init__()
+        self._model = model
+        self._config = config
+
+    def expand(self, examples: beam.PCollection):
+        logs, failures = examples | "Predict" >> Predict(
+            self._model, self._config.signature_name, self._config.batching
+        )
+        pending, collect_failures = logs | "PostProcess" >> beam.ParDo(
+            _CollectPrediction(self._model.name)
+        ).with_outputs(DEAD_LETTERS, main="pending")
+        return pending, (failures, collect_failures) | "DeadLetters" >> beam.Flatten()
+
+
+class PredictionLogs(beam.PTransform):
+    """Pattern 1, predict: records in, (Pending, PredictionLog) out, as RunInference returns them."""
+
+    def __init__(self, config: InferenceConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, records: beam.PCollection):
+        model = self._config.models[0]
+        examples, encode_failures = encode(
+            records | "Pending" >> beam.Map(Pending), "Encode", ENCODE_STAGE, record_features
+        )
+        logs, failures = examples | model.name >> Predict(model, self._config.signature_name, self._config.batching)
+        return logs, (encode_failures, failures) | "DeadLetters" >> beam.Flatten()
+
+
+class SequentialPredictions(beam.PTransform):
+    """Patterns 2, 3 and 5: each model in turn, the next fed the previous one's output.
+
+    With one model this is post-processing (and, with the key required, the keyed pattern): the
+    key rides along in the Pending record and never reaches the model.
+    """
+
+    def __init__(self, config: InferenceConfig, chain_outputs: tuple[str, ...]):
+        super().__init__()
+        self._config = config
+        self._chain_outputs = chain_outputs
+
+    def expand(self, records: beam.PCollection):
+        pending = records | "Pending" >> beam.Map(Pending)
+        dead_letters = []
+        for index, model in enumerate(self._config.models):
+            if index == 0:
+                stage, features_of = ENCODE_STAGE, record_features
+            else:
+                stage = CHAIN_STAGE
+                features_of = ChainedFeatures(self._config.chain_feature, self._chain_outputs[index - 1])
+            examples, encode_failures = encode(pending, f"Encode {model.name}", stage, features_of)
+            pending, failures = examples | model.name >> PredictAndCollect(model, self._config)
+            dead_letters += [encode_failures, failures]
+        return pending, dead_letters | "DeadLetters" >> beam.Flatten()
+
+
+class ParallelPredictions(beam.PTransform):
+    """Pattern 4, multi_parallel: every model on the same Examples, joined per record in model order."""
+
+    def __init__(self, config: InferenceConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, records: beam.PCollection):
+        examples, encode_failures = encode(
+            records | "Pending" >> beam.Map(Pending), "Encode", ENCODE_STAGE, record_features
+        )
+        parts = [
+            examples | model.name >> PredictAndCollect(model, self._config) | f"Key {model.name}" >> KeyForJoin(index)
+            for index, model in enumerate(self._config.models)
+        ]
+        joined, join_failures = (
+            parts | "AllModels" >> beam.Flatten() | "JoinPerRecord" >> JoinPerRecord(len(self._config.models))
+        )
+        return joined, (encode_failures, join_failures) | "DeadLetters" >> beam.Flatten()
+
+
+def pattern_transform(config: InferenceConfig, chain_outputs: tuple[str, ...]) -> beam.PTransform:
+    """The composite PTransform of --pattern: records in, (results, dead letters) out."""
+    if config.pattern == "predict":
+        return PredictionLogs(config)
+    if config.pattern == "multi_parallel":
+        return ParallelPredictions(config)
+    return SequentialPredictions(config, chain_outputs)

@@ -1,0 +1,84 @@
+"""The whole pipeline: parameters checked, then read -> pattern -> write, and a local run summarised."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from transforms.config import InferenceConfig, ParameterError, config_from_args
+from transforms.models import serving_signature
+from transforms.parameters import build_parser
+from transforms.patterns import pattern_transform
+from transforms.runner import is_local, local_runner
+from transforms.sinks import WriteDeadLetters, WritePredictionLogs, WriteRows
+from transforms.sources import InputPlan, ReadRecords, plan_input
+from transforms.summary import summarize, summary_table
+
+
+def parse_arguments(argv: Sequence[str]) -> tuple[InferenceConfig, PipelineOptions, str]:
+    """Template parameters into a checked config; every other argument into Beam's pipeline options."""
+    args, beam_args = build_parser().parse_known_args(argv)
+    return config_from_args(args), PipelineOptions(beam_args), args.log_level
+
+
+def chain_outputs(config: InferenceConfig) -> tuple[str, ...]:
+    """Check every model's serving signature; for multi_sequence, the output alias each step passes on."""
+    outputs = []
+    for model in config.models:
+        signature = serving_signature(model.uri, config.signature_name)
+        aliases = signature.output_aliases
+        if config.chain_output:
+            if config.pattern == "multi_sequence" and model != config.models[-1] and config.chain_output not in aliases:
+                raise ParameterError(
+                    f"--chain_output={config.chain_output} is not an output of model {model.uri}; "
+                    f"its outputs are {', '.join(aliases)}"
+                )
+            outputs.append(config.chain_output)
+        elif len(aliases) == 1:
+            outputs.append(aliases[0])
+        elif config.pattern == "multi_sequence" and model != config.models[-1]:
+            raise ParameterError(
+                f"model {model.uri} has outputs {', '.join(aliases)}; say which one feeds the next model "
+                "with --chain_output"
+            )
+        else:
+            outputs.append("")
+    return tuple(outputs)
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: InferenceConfig, plan: InputPlan, chain: Sequence[str]) -> None:
+    records, parse_failures = pipeline | "Read" >> ReadRecords(plan, config)
+    results, failures = records | config.pattern >> pattern_transform(config, tuple(chain))
+    if config.pattern == "predict":
+        results | "WritePredictionLogs" >> WritePredictionLogs(config.output)
+    else:
+        results | "WriteRows" >> WriteRows(config.output)
+    (
+        (parse_failures, failures)
+        | "AllDeadLetters" >> beam.Flatten()
+        | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter, config.pattern)
+    )
+
+
+def run(config: InferenceConfig, options: PipelineOptions) -> int:
+    """Build and run the pipeline. Locally: wait, print the summary, and fail if the counts do not add up.
+
+    Under the Flex Template launcher (any remote runner) the job is submitted and this returns at once.
+    """
+    plan = plan_input(config)
+    chain = chain_outputs(config)
+    started = time.monotonic()
+    pipeline = beam.Pipeline(runner=local_runner(options), options=options)
+    build_pipeline(pipeline, config, plan, chain)
+    result = pipeline.run()
+    if not is_local(options):
+        logging.getLogger(__name__).warning("submitted %s job for --pattern=%s", type(result).__name__, config.pattern)
+        return 0
+    result.wait_until_finish()
+    summary = summarize(result, [model.name for model in config.models])
+    print(summary_table(summary, config.pattern, time.monotonic() - started), flush=True)
+    return 0 if summary.reconciled else 1

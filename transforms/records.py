@@ -1,0 +1,131 @@
+"""Input records: one line of CSV or JSON, or one serialized tf.train.Example, parsed into typed features."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from transforms.config import FeatureTypes
+from transforms.examples import decode_example
+
+Value = float | int | str | bytes
+FeatureValue = Value | list[Value]
+
+
+class Record(NamedTuple):
+    """A parsed input record. `id` is unique per record read, so joins never mix records with equal keys."""
+
+    id: str
+    key: str | None
+    features: dict[str, FeatureValue]
+    raw: bytes
+    source: str
+
+
+class RecordError(ValueError):
+    """The record cannot be turned into model input; the message says what is wrong with it."""
+
+
+def _typed(name: str, value: Any, kind: str, from_text: bool) -> Value:
+    if value is None:
+        raise RecordError(f"feature {name!r} is null")
+    if from_text and value == "":
+        raise RecordError(f"feature {name!r} is empty")
+    if kind == "bytes":
+        if isinstance(value, str):
+            return value
+        raise RecordError(f"feature {name!r} should be a string (bytes feature), got {type(value).__name__}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, str))
+        or (isinstance(value, str) and not from_text)
+    ):
+        raise RecordError(f"feature {name!r} should be a number ({kind} feature), got {json.dumps(value)[:80]}")
+    try:
+        number = int(value) if kind == "int" else float(value)
+    except (ValueError, OverflowError):
+        raise RecordError(f"feature {name!r} should be a number ({kind} feature), got {str(value)[:80]!r}") from None
+    if kind == "int" and number != float(value):
+        raise RecordError(f"feature {name!r} should be a whole number (int feature), got {value}")
+    if kind == "int" and not -(2**63) <= number < 2**63:
+        raise RecordError(f"feature {name!r} does not fit a 64-bit int feature: {value}")
+    if kind == "float" and not math.isfinite(number):
+        raise RecordError(f"feature {name!r} is not a finite number: {value}")
+    if kind == "float" and abs(number) > 3.4028234663852886e38:
+        raise RecordError(f"feature {name!r} overflows a 32-bit float feature: {value}")
+    return number
+
+
+def typed_features(fields: dict[str, Any], types: FeatureTypes, from_text: bool) -> dict[str, FeatureValue]:
+    """Each field converted to its feature type; lists stay lists (multi-valued features)."""
+    features = {}
+    for name, value in fields.items():
+        kind = types.of(name)
+        if isinstance(value, list):
+            if not value:
+                raise RecordError(f"feature {name!r} is an empty list")
+            features[name] = [_typed(name, item, kind, from_text) for item in value]
+        else:
+            features[name] = _typed(name, value, kind, from_text)
+    if not features:
+        raise RecordError("record has no features")
+    return features
+
+
+def _key_text(key: Any, key_field: str) -> str | None:
+    if key is None or key == "":
+        return None
+    if isinstance(key, bool) or not isinstance(key, (str, int)):
+        raise RecordError(f"key field {key_field!r} should be a string or an integer, got {json.dumps(key)[:80]}")
+    return str(key)
+
+
+def _decode_utf8(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RecordError(f"line is not valid UTF-8 ({error.reason} at byte {error.start})") from None
+
+
+def parse_jsonl(raw: bytes, key_field: str, types: FeatureTypes) -> tuple[str | None, dict[str, FeatureValue]]:
+    """A JSON object line: the key field apart, every other field a feature."""
+    try:
+        fields = json.loads(_decode_utf8(raw))
+    except json.JSONDecodeError as error:
+        raise RecordError(f"line is not valid JSON: {error}") from None
+    if not isinstance(fields, dict):
+        raise RecordError(f"line is JSON but not an object: {type(fields).__name__}")
+    key = _key_text(fields.pop(key_field, None), key_field)
+    return key, typed_features(fields, types, from_text=False)
+
+
+def parse_csv(
+    raw: bytes, header: Sequence[str], key_field: str, types: FeatureTypes
+) -> tuple[str | None, dict[str, FeatureValue]]:
+    """A CSV line read against the file's header row."""
+    rows = list(csv.reader([_decode_utf8(raw)]))
+    values = rows[0] if rows else []
+    if len(values) != len(header):
+        raise RecordError(f"line has {len(values)} columns, the header has {len(header)}")
+    fields = dict(zip(header, values, strict=True))
+    key = _key_text(fields.pop(key_field, None), key_field)
+    return key, typed_features(fields, types, from_text=True)
+
+
+def parse_tfrecord(raw: bytes, key_field: str) -> tuple[str | None, dict[str, FeatureValue]]:
+    """A serialized tf.train.Example; the key, when present, is its `key_field` feature."""
+    try:
+        features = decode_example(raw)
+    except Exception as error:
+        raise RecordError(f"record is not a serialized tf.train.Example: {error}") from None
+    key = features.pop(key_field, None)
+    if isinstance(key, list):
+        raise RecordError(f"key feature {key_field!r} has {len(key)} values; expected one")
+    if isinstance(key, bytes):
+        key = key.decode("utf-8", errors="backslashreplace")
+    if not features:
+        raise RecordError("record has no features")
+    return _key_text(key, key_field), features

@@ -1,0 +1,31 @@
+"""The output row contract shared by files, BigQuery and Pub/Sub: key, input features, predictions."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from transforms.postprocess import ModelPrediction
+from transforms.records import Record
+
+
+def prediction_row(record: Record, predictions: Iterable[ModelPrediction]) -> dict[str, Any]:
+    """`{"key": ..., "input": {feature: value}, "predictions": [{"model": name, "outputs": {alias: [values]}}]}`."""
+    return {
+        "key": record.key,
+        "input": record.features,
+        "predictions": [{"model": p.model, "outputs": p.outputs} for p in predictions],
+    }
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def row_json(row: dict[str, Any]) -> str:
+    """The row as one line of JSON; bytes features (not UTF-8) are base64."""
+    return json.dumps(row, ensure_ascii=False, default=_json_default)

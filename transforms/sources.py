@@ -1,0 +1,158 @@
+"""Reading input files into Records: format by extension, CSV headers checked, bad lines to dead letters."""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam import coders
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from transforms import counters
+from transforms.config import FeatureTypes, InferenceConfig, ParameterError
+from transforms.dead_letters import dead_letter
+from transforms.records import Record, RecordError, parse_csv, parse_jsonl, parse_tfrecord
+
+PARSE_STAGE = "parse"
+DEAD_LETTERS = "dead_letters"
+_EXTENSIONS = {
+    ".tfrecord": "tfrecord",
+    ".tfrecords": "tfrecord",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+
+
+def format_of(path: str) -> str | None:
+    """tfrecord, csv or jsonl from a file name (compressed .gz/.bz2/.zst/.deflate too), or None."""
+    name = path.lower()
+    for suffix in (".gz", ".bz2", ".zst", ".deflate"):
+        name = name.removesuffix(suffix)
+    for extension, kind in _EXTENSIONS.items():
+        if name.endswith(extension):
+            return kind
+    return None
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """What the source will read: a file pattern, its format and, for CSV, the header every file shares."""
+
+    pattern: str
+    format: str
+    files: tuple[str, ...]
+    header: tuple[str, ...] = ()
+
+
+def _first_line(path: str) -> str:
+    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
+        line = f.readline()
+    return line.decode("utf-8-sig").rstrip("\r\n")
+
+
+def _csv_header(files: Iterable[str], key_field: str) -> tuple[str, ...]:
+    header, header_file = None, None
+    for path in files:
+        try:
+            line = _first_line(path)
+        except UnicodeDecodeError:
+            raise ParameterError(f"CSV file {path} has a header row that is not UTF-8") from None
+        if not line:
+            continue  # an empty file has no records to read
+        columns = tuple(next(csv.reader([line])))
+        if header is None:
+            header, header_file = columns, path
+        elif columns != header:
+            raise ParameterError(
+                f"CSV file {path} has header {','.join(columns)} but {header_file} has {','.join(header)}; "
+                "every file of --input must share one header"
+            )
+    if header is None:
+        return ()
+    duplicates = sorted({c for c in header if header.count(c) > 1})
+    if duplicates:
+        raise ParameterError(f"CSV header of {header_file} repeats column(s) {', '.join(duplicates)}")
+    if not [c for c in header if c != key_field]:
+        raise ParameterError(f"CSV header of {header_file} has no feature column besides the key {key_field!r}")
+    return header
+
+
+def plan_input(config: InferenceConfig) -> InputPlan:
+    """Match --input, settle its format and read CSV headers, failing before the pipeline is built."""
+    try:
+        matches = FileSystems.match([config.input])[0].metadata_list
+    except Exception as error:
+        raise ParameterError(f"--input={config.input} cannot be listed: {error}") from None
+    files = tuple(sorted(m.path for m in matches))
+    if not files:
+        raise ParameterError(f"no files match --input={config.input}")
+    kind = config.input_format or format_of(config.input)
+    if kind is None:
+        kinds = {format_of(path) for path in files}
+        if len(kinds) != 1 or None in kinds:
+            raise ParameterError(
+                f"cannot tell the format of --input={config.input} from its file names "
+                f"(e.g. {files[0]}); name them .tfrecord, .csv or .jsonl (optionally .gz) or pass --input_format"
+            )
+        kind = kinds.pop()
+    header = _csv_header(files, config.key_field) if kind == "csv" else ()
+    return InputPlan(config.input, kind, files, header)
+
+
+class _ParseRecords(beam.DoFn):
+    def __init__(self, plan: InputPlan, key_field: str, types: FeatureTypes, requires_key: bool):
+        self._plan = plan
+        self._key_field = key_field
+        self._types = types
+        self._requires_key = requires_key
+        self._records_read = counters.counter(counters.RECORDS_READ)
+
+    def _parse(self, raw: bytes):
+        if self._plan.format == "csv":
+            return parse_csv(raw, self._plan.header, self._key_field, self._types)
+        if self._plan.format == "jsonl":
+            return parse_jsonl(raw, self._key_field, self._types)
+        return parse_tfrecord(raw, self._key_field)
+
+    def process(self, element: tuple[str, bytes]) -> Iterable:
+        source, raw = element
+        self._records_read.inc()
+        try:
+            key, features = self._parse(raw)
+            if self._requires_key and key is None:
+                raise RecordError(f"record has no key field {self._key_field!r}, which --pattern=keyed needs")
+        except Exception as error:  # every bad record becomes a dead letter, whatever broke on it
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(PARSE_STAGE, error, raw, source))
+            return
+        yield Record(uuid.uuid4().hex, key, features, raw, source)
+
+
+class ReadRecords(beam.PTransform):
+    """Records from the input files, and a dead letter for each line or record that cannot be parsed."""
+
+    def __init__(self, plan: InputPlan, config: InferenceConfig):
+        super().__init__()
+        self._plan = plan
+        self._config = config
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
+        if self._plan.format == "tfrecord":
+            raw = (
+                pbegin
+                | "Pattern" >> beam.Create([self._plan.pattern])
+                | "ReadTFRecords" >> beam.io.ReadAllFromTFRecord(coder=coders.BytesCoder(), with_filename=True)
+            )
+        else:
+            raw = pbegin | "ReadLines" >> beam.io.ReadFromTextWithFilename(
+                self._plan.pattern,
+                coder=coders.BytesCoder(),
+                skip_header_lines=1 if self._plan.format == "csv" else 0,
+            )
+        parse = _ParseRecords(self._plan, self._config.key_field, self._config.feature_types, self._config.requires_key)
+        records, dead_letters = raw | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, main="records")
+        return records, dead_letters

@@ -1,0 +1,109 @@
+"""The summary of a local run: counts, their reconciliation, and RunInference metrics per model."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.runners.runner import PipelineResult
+
+from transforms import counters
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    """RunInference's own metrics for one model, summed over steps and workers."""
+
+    inferences: int = 0
+    batches: int = 0
+    mean_batch_size: float = 0.0
+    mean_batch_latency_ms: float = 0.0
+    max_batch_latency_ms: float = 0.0
+    model_loads: int = 0
+    mean_load_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run read, wrote and rejected."""
+
+    records_read: int
+    rows_written: int
+    dead_letters: int
+    dead_letters_by_stage: dict[str, int] = field(default_factory=dict)
+    models: dict[str, ModelMetrics] = field(default_factory=dict)
+
+    @property
+    def reconciled(self) -> bool:
+        """Every record read became exactly one output row or one dead letter."""
+        return self.records_read == self.rows_written + self.dead_letters
+
+
+def _value(result):
+    return result.committed if result.committed is not None else result.attempted
+
+
+def summarize(result: PipelineResult, model_names: list[str]) -> RunSummary:
+    query = result.metrics().query(MetricsFilter())
+    counts = defaultdict(int)
+    for counter in query["counters"]:
+        counts[(counter.key.metric.namespace, counter.key.metric.name)] += _value(counter)
+    distributions = defaultdict(list)
+    for distribution in query["distributions"]:
+        distributions[(distribution.key.metric.namespace, distribution.key.metric.name)].append(_value(distribution))
+
+    def merged(namespace: str, name: str) -> tuple[int, float, float]:
+        parts = [d for d in distributions[(namespace, name)] if d.count]
+        count = sum(d.count for d in parts)
+        total = sum(d.sum for d in parts)
+        return count, (total / count if count else 0.0), max((d.max for d in parts), default=0)
+
+    models = {}
+    for name in model_names:
+        namespace = f"RunInference.{name}"
+        batches, mean_batch, _ = merged(namespace, "inference_request_batch_size")
+        _, mean_latency, max_latency = merged(namespace, "inference_batch_latency_micro_secs")
+        loads, mean_load, _ = merged(namespace, "load_model_latency_milli_secs")
+        models[name] = ModelMetrics(
+            counts[(namespace, "num_inferences")],
+            batches,
+            mean_batch,
+            mean_latency / 1000,
+            max_latency / 1000,
+            loads,
+            mean_load,
+        )
+    prefix = counters.DEAD_LETTERS + "."
+    by_stage = {
+        name.removeprefix(prefix): value
+        for (namespace, name), value in sorted(counts.items())
+        if namespace == counters.NAMESPACE and name.startswith(prefix)
+    }
+    return RunSummary(
+        records_read=counts[(counters.NAMESPACE, counters.RECORDS_READ)],
+        rows_written=counts[(counters.NAMESPACE, counters.ROWS_WRITTEN)],
+        dead_letters=counts[(counters.NAMESPACE, counters.DEAD_LETTERS)],
+        dead_letters_by_stage=by_stage,
+        models=models,
+    )
+
+
+def summary_table(summary: RunSummary, pattern: str, seconds: float) -> str:
+    stages = ", ".join(f"{stage} {count}" for stage, count in summary.dead_letters_by_stage.items())
+    lines = [
+        f"pattern {pattern} finished in {seconds:.1f} s",
+        f"  records read      {summary.records_read:>10}",
+        f"  rows written      {summary.rows_written:>10}",
+        f"  dead letters      {summary.dead_letters:>10}" + (f"  ({stages})" if stages else ""),
+        "  reconciled        "
+        + ("       yes" if summary.reconciled else "        NO: records read != rows written + dead letters"),
+    ]
+    if summary.models:
+        lines.append("  model                inferences  batches  mean batch  mean batch ms  max batch ms  load ms")
+        for name, m in summary.models.items():
+            lines.append(
+                f"  {name:<20} {m.inferences:>10} {m.batches:>8} {m.mean_batch_size:>11.1f}"
+                f" {m.mean_batch_latency_ms:>14.2f} {m.max_batch_latency_ms:>13.2f} {m.mean_load_ms:>8.0f}"
+            )
+    return "\n".join(lines)
