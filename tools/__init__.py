@@ -1,0 +1,1 @@
+"""Command-line tools around the template: model export and inspection, data conversion, demo assets."""
