@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import apache_beam as beam
 from apache_beam import coders
 from apache_beam.transforms.userstate import BagStateSpec
@@ -72,4 +74,6 @@ class JoinPerRecord(beam.PTransform):
         self._models = models
 
     def expand(self, parts: beam.PCollection):
-        return parts | "Join" >> beam.ParDo(_JoinPerRecord(self._models)).with_outputs(DEAD_LETTERS, main="joined")
+        # A str key type gives the state a deterministic key coder, which Dataflow requires.
+        join = beam.ParDo(_JoinPerRecord(self._models)).with_input_types(tuple[str, typing.Any])
+        return parts | "Join" >> join.with_outputs(DEAD_LETTERS, main="joined")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from transforms.config import InferenceConfig, ParameterError, config_from_args
 from transforms.models import serving_signature
@@ -76,7 +75,9 @@ def run(config: InferenceConfig, options: PipelineOptions) -> int:
     build_pipeline(pipeline, config, plan, chain)
     result = pipeline.run()
     if not is_local(options):
-        logging.getLogger(__name__).warning("submitted %s job for --pattern=%s", type(result).__name__, config.pattern)
+        # Under the Flex Template launcher the job must be submitted and left to run: never wait here.
+        job_id = result.job_id() if hasattr(result, "job_id") else None
+        print(f"pattern {config.pattern} submitted to {options.view_as(StandardOptions).runner}: job {job_id}")
         return 0
     result.wait_until_finish()
     summary = summarize(result, [model.name for model in config.models])

@@ -1,0 +1,55 @@
+"""Parameter checks that need no files: model counts, names, feature types, batch sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from transforms.config import FeatureTypes, ParameterError, config_from_args, model_name_from_uri, models_from_args
+from transforms.parameters import build_parser
+
+
+def parse(*argv: str):
+    return config_from_args(build_parser().parse_args(["--input=in.csv", "--output=out/x", *argv]))
+
+
+def test_defaults_and_model_names_from_uris():
+    config = parse("--pattern=multi_sequence", "--model_uris=gs://b/models/multiply_by_5/,m/multiply_by_10")
+    assert [m.name for m in config.models] == ["multiply_by_5", "multiply_by_10"]
+    assert config.dead_letter == "out/x_dead_letter"
+    assert config.key_field == "key" and config.feature_types.of("anything") == "float"
+    assert (config.batching.min_batch_size, config.batching.max_batch_size) == (1, 512)
+    assert model_name_from_uri("gs://bucket/a/b/") == "b"
+
+
+def test_explicit_names_and_dead_letter():
+    config = parse(
+        "--pattern=multi_parallel", "--model_uris=a/m,b/m", "--model_names=first,second", "--dead_letter=dl/x"
+    )
+    assert [m.name for m in config.models] == ["first", "second"]
+    assert config.dead_letter == "dl/x"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--pattern=predict", "--model_uris=a,b"], "exactly one model"),
+        (["--pattern=multi_sequence", "--model_uris=a"], "two or more models"),
+        (["--pattern=multi_parallel", "--model_uris=x/m,y/m"], "used twice"),
+        (["--pattern=multi_parallel", "--model_uris=a,b", "--model_names=one"], "one name per model"),
+        (["--pattern=keyed", "--model_uris=http://host/model"], "neither a local path nor a gs://"),
+        (["--pattern=keyed", "--model_uris=a", "--min_batch_size=8", "--max_batch_size=4"], "batch sizes"),
+        (["--pattern=keyed", "--model_uris=a", "--feature_types=x:double"], "--feature_types item 'x:double'"),
+    ],
+)
+def test_bad_combinations_are_rejected_with_the_fix(argv, message):
+    with pytest.raises(ParameterError, match=message):
+        parse(*argv)
+
+
+def test_feature_types_parse():
+    types = FeatureTypes.parse("int", "x:float,name:bytes")
+    assert (types.of("x"), types.of("name"), types.of("other")) == ("float", "bytes", "int")
+
+
+def test_single_model_patterns_need_exactly_one():
+    assert len(models_from_args("keyed", "a", None)) == 1

@@ -1,0 +1,53 @@
+"""A poison example costs only itself: its batch-mates still get predictions."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from apache_beam.ml.inference.base import ModelHandler
+
+from transforms.inference import InferenceFailure, IsolatingModelHandler, error_summary
+
+
+class _NegativeIsPoison(ModelHandler):
+    """Doubles numbers in batches and fails the whole batch on a negative one, like a model would."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def load_model(self):
+        return "model"
+
+    def run_inference(self, batch, model, inference_args=None):
+        self.calls.append(list(batch))
+        if any(x < 0 for x in batch):
+            raise tf.errors.InvalidArgumentError(
+                None, None, "Graph execution error:\n\nnegative input\n\t [[{node x}]]"
+            )
+        return [2 * x for x in batch]
+
+    def batch_elements_kwargs(self):
+        return {"max_batch_size": 7}
+
+
+def test_a_failing_batch_is_rerun_one_example_at_a_time():
+    base = _NegativeIsPoison()
+    handler = IsolatingModelHandler(base)
+    results = handler.run_inference([1, -2, 3], handler.load_model())
+    assert results[0] == 2 and results[2] == 6
+    assert isinstance(results[1], InferenceFailure)
+    assert str(results[1]) == "InvalidArgumentError: negative input"
+    assert base.calls == [[1, -2, 3], [1], [-2], [3]]
+
+
+def test_a_healthy_batch_runs_once_and_settings_are_delegated():
+    base = _NegativeIsPoison()
+    handler = IsolatingModelHandler(base)
+    assert handler.run_inference([1, 2], "model") == [2, 4]
+    assert base.calls == [[1, 2]]
+    assert handler.batch_elements_kwargs() == {"max_batch_size": 7}
+
+
+def test_error_summary_keeps_the_message_and_drops_graph_noise():
+    assert error_summary(ValueError("plain")) == "plain"
+    assert error_summary(ValueError("")) == "ValueError('')"

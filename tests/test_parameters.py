@@ -1,0 +1,34 @@
+"""The parameter registry drives argparse and the README table; they must not drift apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tools.docs import with_parameter_table
+from transforms.parameters import PARAMETERS, build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_registered_parameter_is_a_flag_of_main():
+    flags = {action.dest for action in build_parser()._actions if action.option_strings} - {"help"}
+    assert flags == {parameter.name for parameter in PARAMETERS}
+
+
+def test_unknown_flags_are_left_for_beam():
+    args, beam_args = build_parser().parse_known_args(
+        ["--pattern=keyed", "--model_uris=m", "--input=i.csv", "--output=o", "--runner=DataflowRunner"]
+    )
+    assert args.pattern == "keyed" and beam_args == ["--runner=DataflowRunner"]
+
+
+def test_readme_parameter_table_is_current():
+    readme = (ROOT / "README.md").read_text()
+    assert readme == with_parameter_table(readme), "README parameter table is stale: run `make readme`"
+
+
+def test_enum_parameters_list_their_options_and_required_ones_have_no_default():
+    for parameter in PARAMETERS:
+        assert (parameter.param_type == "ENUM") == bool(parameter.options), parameter.name
+        if not parameter.optional:
+            assert parameter.default is None, parameter.name

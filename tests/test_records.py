@@ -1,0 +1,107 @@
+"""Record parsing: typed features from CSV, JSON and Example records, and a clear error for every bad one."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from transforms.config import FeatureTypes
+from transforms.examples import decode_example, encode_example
+from transforms.records import RecordError, parse_csv, parse_jsonl, parse_tfrecord
+
+FLOATS = FeatureTypes()
+MIXED = FeatureTypes.parse("float", "count:int,name:bytes")
+
+
+def test_jsonl_separates_the_key_and_types_the_features():
+    key, features = parse_jsonl(b'{"key": "dev-1", "x": 3, "count": 2, "name": "a", "v": [1, 2.5]}', "key", MIXED)
+    assert key == "dev-1"
+    assert features == {"x": 3.0, "count": 2, "name": "a", "v": [1.0, 2.5]}
+    assert isinstance(features["x"], float) and isinstance(features["count"], int)
+
+
+def test_integer_keys_become_text_and_missing_or_empty_keys_none():
+    assert parse_jsonl(b'{"key": 42, "x": 1}', "key", FLOATS)[0] == "42"
+    assert parse_jsonl(b'{"x": 1}', "key", FLOATS)[0] is None
+    assert parse_jsonl(b'{"key": "", "x": 1}', "key", FLOATS)[0] is None
+    assert parse_jsonl('{"key": "устройство-7", "x": 1}'.encode(), "key", FLOATS)[0] == "устройство-7"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b'{"x": ', "not valid JSON"),
+        (b"[1, 2]", "not an object"),
+        (b'{"x": "seven"}', "should be a number"),
+        (b'{"x": null}', "is null"),
+        (b'{"x": true}', "should be a number"),
+        (b'{"x": NaN}', "not a finite number"),
+        (b'{"x": Infinity}', "not a finite number"),
+        (b'{"x": 1e300}', "overflows a 32-bit float"),
+        (b'{"x": []}', "empty list"),
+        (b'{"x": {"nested": 1}}', "should be a number"),
+        (b'{"key": "only-a-key"}', "no features"),
+        (b'{"key": [1], "x": 1}', "key field 'key' should be a string or an integer"),
+        (b'{"count": 1.5}', "whole number"),
+        (b'{"count": 1e30}', "does not fit a 64-bit int"),
+        (b'{"name": 5}', "should be a string"),
+        (b'{"x": "\xe9"}', "not valid UTF-8"),
+    ],
+)
+def test_bad_json_records_raise_record_errors(line, message):
+    with pytest.raises(RecordError, match=message):
+        parse_jsonl(line, "key", MIXED)
+
+
+def test_csv_reads_against_the_header():
+    header = ("key", "x", "name")
+    assert parse_csv(b'dev-1,2.5,"a, b"', header, "key", MIXED) == ("dev-1", {"x": 2.5, "name": "a, b"})
+    with pytest.raises(RecordError, match="2 columns, the header has 3"):
+        parse_csv(b"dev-1,2.5", header, "key", MIXED)
+    with pytest.raises(RecordError, match="is empty"):
+        parse_csv(b"dev-1,,a", header, "key", MIXED)
+    with pytest.raises(RecordError, match="should be a number"):
+        parse_csv(b"dev-1,abc,a", header, "key", MIXED)
+    with pytest.raises(RecordError, match="not a finite number"):
+        parse_csv(b"dev-1,nan,a", header, "key", MIXED)
+
+
+def test_tfrecord_key_feature_is_taken_out():
+    raw = encode_example({"key": "dev-9", "x": 4.0, "ids": [1, 2]})
+    assert parse_tfrecord(raw, "key") == ("dev-9", {"x": 4.0, "ids": [1, 2]})
+    with pytest.raises(RecordError, match="not a serialized tf.train.Example"):
+        parse_tfrecord(b"\xff\xfe garbage", "key")
+    with pytest.raises(RecordError, match="no features"):
+        parse_tfrecord(encode_example({"key": "only"}), "key")
+
+
+float32s = st.floats(width=32, allow_nan=False, allow_infinity=False)
+values = st.one_of(
+    float32s,
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.text(min_size=1, max_size=20),
+    st.lists(float32s, min_size=2, max_size=5),
+)
+names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8).filter(lambda n: n != "key")
+
+
+@given(st.dictionaries(names, values, min_size=1, max_size=6))
+def test_features_round_trip_through_examples(features):
+    decoded = decode_example(encode_example(features))
+    assert decoded == features
+
+
+@given(st.dictionaries(names, st.one_of(st.none(), st.booleans(), st.floats(), st.text(), st.integers()), min_size=1))
+def test_json_parsing_either_succeeds_with_finite_floats_or_raises_record_error(fields):
+    import json
+
+    line = json.dumps(fields).encode()
+    try:
+        _, features = parse_jsonl(line, "key", FLOATS)
+    except RecordError:
+        return
+    assert all(isinstance(v, float) and math.isfinite(v) for v in features.values())
+    assert decode_example(encode_example(features)).keys() == features.keys()
