@@ -186,3 +186,31 @@ def markdown_table() -> str:
         required = "no" if parameter.optional else "yes"
         lines.append(f"| `--{parameter.name}` | {required} | {default} | {description} |")
     return "\n".join(lines) + "\n"
+
+
+TEMPLATE_NAME = "TFX RunInference"
+TEMPLATE_DESCRIPTION = (
+    "ML inference on TensorFlow SavedModels with TFX RunInference: predict, post-process, keyed, "
+    "multi-model parallel and sequence patterns over TFRecord, CSV or JSON Lines files."
+)
+
+
+def template_metadata() -> dict:
+    """metadata.json of the Flex Template: the Dataflow TemplateMetadata document for these parameters."""
+    parameters = []
+    for parameter in PARAMETERS:
+        entry = {
+            "name": parameter.name,
+            "label": parameter.label,
+            "helpText": parameter.help,
+            "isOptional": parameter.optional,
+            "paramType": parameter.param_type,
+        }
+        if parameter.regexes:
+            entry["regexes"] = list(parameter.regexes)
+        if parameter.options:
+            entry["enumOptions"] = [{"value": option} for option in parameter.options]
+        if parameter.default is not None:
+            entry["defaultValue"] = str(parameter.default)
+        parameters.append(entry)
+    return {"name": TEMPLATE_NAME, "description": TEMPLATE_DESCRIPTION, "streaming": False, "parameters": parameters}

