@@ -8,8 +8,9 @@ MODELS := demo/models
 DATA := demo/data
 DEMO_OUT := out/demo
 RUN := $(PY) main.py
+comma := ,
 
-.PHONY: venv demo models data test lint format lock readme clean
+.PHONY: venv demo models data test lint format lock readme metadata template-spec graph clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +56,24 @@ lock: $(INSTALLED)
 # Rewrite the README's parameter table from the parameter registry.
 readme: $(INSTALLED)
 	$(PY) -m tools.docs README.md
+
+# metadata.json of the Flex Template, from the parameter registry (a test fails when it is stale).
+metadata: $(INSTALLED)
+	$(PY) -m tools.template metadata metadata.json
+
+# The Flex Template spec for an image: make template-spec IMAGE=REGION-docker.pkg.dev/PROJECT/REPO/tfx-inference:TAG
+IMAGE ?= tfx-inference:local
+template-spec: $(INSTALLED)
+	$(PY) -m tools.template spec build/template-spec.json --image=$(IMAGE)
+
+# The pipeline graph of one pattern as a PNG (needs graphviz: apt-get install graphviz).
+PATTERN ?= multi_parallel
+graph: models data
+	@command -v dot >/dev/null || { echo "make graph needs graphviz's dot: apt-get install graphviz"; exit 1; }
+	$(RUN) --pattern=$(PATTERN) --model_uris=$(MODELS)/multiply_by_5$(if $(filter multi_%,$(PATTERN)),$(comma)$(MODELS)/multiply_by_10) \
+	    --input=$(DATA)/numbers.csv --output=out/graph/$(PATTERN) \
+	    --runner=apache_beam.runners.render.RenderRunner --render_output=out/graph/$(PATTERN).png
+	@echo "graph written to out/graph/$(PATTERN).png"
 
 clean:
 	rm -rf $(VENV) demo/models demo/data out .pytest_cache .ruff_cache

@@ -56,9 +56,11 @@ class KeyForJoin(beam.PTransform):
 
     def expand(self, branch: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
         predictions, dead_letters = branch
+        # A str key type gives the join's state a deterministic key coder, which Dataflow requires.
+        keyed = tuple[str, typing.Any]
         return (
-            predictions | "KeyPredictions" >> beam.Map(_prediction_part, self._index),
-            dead_letters | "KeyDeadLetters" >> beam.Map(_dead_letter_part, self._index),
+            predictions | "KeyPredictions" >> beam.Map(_prediction_part, self._index).with_output_types(keyed),
+            dead_letters | "KeyDeadLetters" >> beam.Map(_dead_letter_part, self._index).with_output_types(keyed),
         ) | "Flatten" >> beam.Flatten()
 
 
@@ -74,6 +76,5 @@ class JoinPerRecord(beam.PTransform):
         self._models = models
 
     def expand(self, parts: beam.PCollection):
-        # A str key type gives the state a deterministic key coder, which Dataflow requires.
-        join = beam.ParDo(_JoinPerRecord(self._models)).with_input_types(tuple[str, typing.Any])
-        return parts | "Join" >> join.with_outputs(DEAD_LETTERS, main="joined")
+        join = beam.ParDo(_JoinPerRecord(self._models)).with_outputs(DEAD_LETTERS, main="joined")
+        return parts | "Join" >> join
