@@ -23,6 +23,18 @@ def demo_models(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def models_for(demo_models):
+    """The --model_uris value for a pattern: x5 alone, or x5 then x10 for the multi_ patterns."""
+
+    def models(pattern: str) -> str:
+        if pattern.startswith("multi"):
+            return f"{demo_models['multiply_by_5']},{demo_models['multiply_by_10']}"
+        return demo_models["multiply_by_5"]
+
+    return models
+
+
+@pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> Path:
     from tools.demo import build_data
 

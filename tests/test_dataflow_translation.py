@@ -17,10 +17,8 @@ DATAFLOW = [
 
 
 @pytest.mark.parametrize("pattern", ["predict", "postprocess", "keyed", "multi_parallel", "multi_sequence"])
-def test_each_pattern_translates_for_dataflow(run_main, demo_models, demo_data, pattern):
-    models = demo_models["multiply_by_5"]
-    if pattern.startswith("multi"):
-        models += "," + demo_models["multiply_by_10"]
+def test_each_pattern_translates_for_dataflow(run_main, models_for, demo_data, pattern):
+    models = models_for(pattern)
     run = run_main(
         f"--pattern={pattern}",
         f"--model_uris={models}",

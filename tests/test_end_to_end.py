@@ -91,7 +91,7 @@ def test_multi_sequence_chains_x5_then_x10_into_x50(run_main, demo_models, demo_
 
 
 @pytest.mark.parametrize("pattern", ["postprocess", "keyed", "multi_parallel", "multi_sequence", "predict"])
-def test_bad_records_become_dead_letters_and_counts_reconcile(run_main, demo_models, tmp_path, pattern):
+def test_bad_records_become_dead_letters_and_counts_reconcile(run_main, models_for, tmp_path, pattern):
     good = [{"key": f"k{i}", "x": float(i)} for i in range(30)]
     bad_lines = [
         '{"key": "k-bad-json", "x": ',  # malformed JSON
@@ -106,9 +106,7 @@ def test_bad_records_become_dead_letters_and_counts_reconcile(run_main, demo_mod
         lines.insert(offset * 5 + 2, line)
     source = tmp_path / "mixed.jsonl"
     source.write_bytes(("\n".join(lines) + "\n").encode() + b'{"key": "k-latin1", "x": "\xe9"}\n')
-    models = demo_models["multiply_by_5"]
-    if pattern.startswith("multi"):
-        models += "," + demo_models["multiply_by_10"]
+    models = models_for(pattern)
     run = run_main(f"--pattern={pattern}", f"--model_uris={models}", f"--input={source}")
     assert run.returncode == 0, run.stderr
     letters = run.dead_letters()
@@ -131,11 +129,9 @@ def test_bad_records_become_dead_letters_and_counts_reconcile(run_main, demo_mod
 
 
 @pytest.mark.parametrize("pattern", ["predict", "postprocess", "keyed", "multi_parallel", "multi_sequence"])
-def test_each_pattern_runs_on_two_worker_processes(run_main, demo_models, demo_data, pattern):
+def test_each_pattern_runs_on_two_worker_processes(run_main, models_for, demo_data, pattern):
     """Workers unpickle everything from the installed package: no save_main_session needed."""
-    models = demo_models["multiply_by_5"]
-    if pattern.startswith("multi"):
-        models += "," + demo_models["multiply_by_10"]
+    models = models_for(pattern)
     run = run_main(
         f"--pattern={pattern}",
         f"--model_uris={models}",
@@ -208,3 +204,14 @@ def test_bad_parameters_fail_before_the_pipeline_runs(
     assert message in run.stderr
     assert "Traceback" not in run.stderr
     assert "records read" not in run.stdout
+
+
+def test_chain_output_must_name_an_output_of_the_models_it_chains(run_main, models_for, demo_data):
+    run = run_main(
+        "--pattern=multi_sequence",
+        f"--model_uris={models_for('multi_sequence')}",
+        f"--input={demo_data}/numbers.jsonl",
+        "--chain_output=scores",
+    )
+    assert run.returncode == 2
+    assert "--chain_output=scores is not an output of model" in run.stderr and "its outputs are y" in run.stderr

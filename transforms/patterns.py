@@ -34,7 +34,7 @@ class ChainedFeatures:
     def __call__(self, pending: Pending) -> Mapping[str, Any]:
         previous = pending.predictions[-1]
         if self.output not in previous.outputs:
-            raise KeyError(f"model {previous.model} returned no output {self.output!r} to chain")
+            raise ValueError(f"model {previous.model} returned no output {self.output!r} to chain")
         return {**pending.record.features, self.feature: previous.outputs[self.output]}
 
 

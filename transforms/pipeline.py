@@ -26,26 +26,23 @@ def parse_arguments(argv: Sequence[str]) -> tuple[InferenceConfig, PipelineOptio
 
 def chain_outputs(config: InferenceConfig) -> tuple[str, ...]:
     """Check every model's serving signature; for multi_sequence, the output alias each step passes on."""
+    signatures = [serving_signature(model.uri, config.signature_name) for model in config.models]
+    if config.pattern != "multi_sequence":
+        return ()
     outputs = []
-    for model in config.models:
-        signature = serving_signature(model.uri, config.signature_name)
+    for model, signature in zip(config.models[:-1], signatures[:-1], strict=True):
         aliases = signature.output_aliases
-        if config.chain_output:
-            if config.pattern == "multi_sequence" and model != config.models[-1] and config.chain_output not in aliases:
-                raise ParameterError(
-                    f"--chain_output={config.chain_output} is not an output of model {model.uri}; "
-                    f"its outputs are {', '.join(aliases)}"
-                )
-            outputs.append(config.chain_output)
-        elif len(aliases) == 1:
-            outputs.append(aliases[0])
-        elif config.pattern == "multi_sequence" and model != config.models[-1]:
+        if config.chain_output and config.chain_output not in aliases:
+            raise ParameterError(
+                f"--chain_output={config.chain_output} is not an output of model {model.uri}; "
+                f"its outputs are {', '.join(aliases)}"
+            )
+        if not config.chain_output and len(aliases) > 1:
             raise ParameterError(
                 f"model {model.uri} has outputs {', '.join(aliases)}; say which one feeds the next model "
                 "with --chain_output"
             )
-        else:
-            outputs.append("")
+        outputs.append(config.chain_output or aliases[0])
     return tuple(outputs)
 
 
