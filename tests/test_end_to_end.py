@@ -49,6 +49,7 @@ def test_keyed_keeps_keys_and_multiplies_by_five(run_main, demo_models, demo_dat
         assert row["predictions"][0]["model"] == "multiply_by_5"
         assert_close(_y(row), 5 * row["input"]["x"])
     assert run.dead_letters() == []
+    assert run.stderr == "", "a healthy local run logs nothing at the default --log_level"
 
 
 def test_postprocess_rows_have_null_key_for_unkeyed_input(run_main, demo_models, tmp_path):

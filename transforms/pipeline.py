@@ -13,7 +13,7 @@ from transforms.models import serving_signature
 from transforms.parameters import build_parser
 from transforms.patterns import pattern_transform
 from transforms.runner import is_local, local_runner
-from transforms.sinks import WriteDeadLetters, WritePredictionLogs, WriteRows
+from transforms.sinks import write_dead_letters, write_prediction_logs, write_rows
 from transforms.sources import InputPlan, ReadRecords, plan_input
 from transforms.summary import summarize, summary_table
 
@@ -50,13 +50,13 @@ def build_pipeline(pipeline: beam.Pipeline, config: InferenceConfig, plan: Input
     records, parse_failures = pipeline | "Read" >> ReadRecords(plan, config)
     results, failures = records | config.pattern >> pattern_transform(config, tuple(chain))
     if config.pattern == "predict":
-        results | "WritePredictionLogs" >> WritePredictionLogs(config.output)
+        results | "WritePredictionLogs" >> write_prediction_logs(config.output)
     else:
-        results | "WriteRows" >> WriteRows(config.output)
+        results | "WriteRows" >> write_rows(config.output)
     (
         (parse_failures, failures)
         | "AllDeadLetters" >> beam.Flatten()
-        | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter, config.pattern)
+        | "WriteDeadLetters" >> write_dead_letters(config.dead_letter, config.pattern)
     )
 
 

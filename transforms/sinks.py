@@ -42,34 +42,27 @@ def prediction_log_bytes(element: tuple[Pending, Any]) -> bytes:
     return element[1].SerializeToString()
 
 
-class WriteRows(beam.PTransform):
+class _FormatCountWrite(beam.PTransform):
+    """Format each element for its sink, count it, write it."""
+
+    def __init__(self, format_fn: Callable[[Any], Any], counter_names, write: beam.PTransform):
+        super().__init__()
+        self._counted = _Counted(format_fn, counter_names)
+        self._write = write
+
+    def expand(self, elements: beam.PCollection):
+        return elements | "Format" >> beam.ParDo(self._counted) | "Write" >> self._write
+
+
+def write_rows(prefix: str) -> beam.PTransform:
     """Pending records with all their predictions, as JSON Lines files under `prefix`."""
-
-    def __init__(self, prefix: str):
-        super().__init__()
-        self._prefix = prefix
-
-    def expand(self, pending: beam.PCollection):
-        return (
-            pending
-            | "ToJson" >> beam.ParDo(_Counted(pending_json, _rows_written))
-            | "Write" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl")
-        )
+    return _FormatCountWrite(pending_json, _rows_written, beam.io.WriteToText(prefix, file_name_suffix=".jsonl"))
 
 
-class WritePredictionLogs(beam.PTransform):
+def write_prediction_logs(prefix: str) -> beam.PTransform:
     """PredictionLogs as TFRecord files under `prefix`, the TFX BulkInferrer convention."""
-
-    def __init__(self, prefix: str):
-        super().__init__()
-        self._prefix = prefix
-
-    def expand(self, logs: beam.PCollection):
-        return (
-            logs
-            | "Serialize" >> beam.ParDo(_Counted(prediction_log_bytes, _rows_written))
-            | "Write" >> beam.io.WriteToTFRecord(self._prefix, coder=coders.BytesCoder(), file_name_suffix=".tfrecord")
-        )
+    write = beam.io.WriteToTFRecord(prefix, coder=coders.BytesCoder(), file_name_suffix=".tfrecord")
+    return _FormatCountWrite(prediction_log_bytes, _rows_written, write)
 
 
 class _DeadLetterJson:
@@ -84,17 +77,7 @@ def _dead_letter_counters(letter: DeadLetter) -> tuple[str, ...]:
     return counters.DEAD_LETTERS, counters.dead_letter_counter_name(letter.stage)
 
 
-class WriteDeadLetters(beam.PTransform):
+def write_dead_letters(prefix: str, pattern: str) -> beam.PTransform:
     """Dead letters as JSON Lines files under `prefix`, counted by stage."""
-
-    def __init__(self, prefix: str, pattern: str):
-        super().__init__()
-        self._prefix = prefix
-        self._pattern = pattern
-
-    def expand(self, dead_letters: beam.PCollection):
-        return (
-            dead_letters
-            | "ToJson" >> beam.ParDo(_Counted(_DeadLetterJson(self._pattern), _dead_letter_counters))
-            | "Write" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl")
-        )
+    write = beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
+    return _FormatCountWrite(_DeadLetterJson(pattern), _dead_letter_counters, write)
