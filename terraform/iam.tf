@@ -1,0 +1,51 @@
+# The workers' identity, with only what a job needs: run as a Dataflow worker, read models and inputs and
+# write outputs in this bucket, write this dataset, read the image, and use this deployment's topics.
+resource "google_service_account" "worker" {
+  account_id   = "${var.name}-worker"
+  display_name = "TFX RunInference Dataflow workers"
+}
+
+resource "google_project_iam_member" "worker" {
+  for_each = toset([
+    "roles/dataflow.worker",
+    # Load jobs (FILE_LOADS) and Storage Read API sessions run as project-level BigQuery jobs.
+    "roles/bigquery.jobUser",
+    "roles/bigquery.readSessionUser",
+  ])
+  project = var.project_id
+  role    = each.value
+  member  = google_service_account.worker.member
+}
+
+resource "google_storage_bucket_iam_member" "worker" {
+  bucket = google_storage_bucket.data.name
+  role   = "roles/storage.objectUser"
+  member = google_service_account.worker.member
+}
+
+resource "google_bigquery_dataset_iam_member" "worker" {
+  dataset_id = google_bigquery_dataset.inference.dataset_id
+  role       = "roles/bigquery.dataEditor"
+  member     = google_service_account.worker.member
+}
+
+resource "google_artifact_registry_repository_iam_member" "worker" {
+  repository = google_artifact_registry_repository.images.name
+  location   = google_artifact_registry_repository.images.location
+  role       = "roles/artifactregistry.reader"
+  member     = google_service_account.worker.member
+}
+
+resource "google_pubsub_subscription_iam_member" "worker" {
+  for_each     = google_pubsub_subscription.input
+  subscription = each.value.name
+  role         = "roles/pubsub.subscriber"
+  member       = google_service_account.worker.member
+}
+
+resource "google_pubsub_topic_iam_member" "worker" {
+  for_each = merge(google_pubsub_topic.output, google_pubsub_topic.dead_letter)
+  topic    = each.value.name
+  role     = "roles/pubsub.publisher"
+  member   = google_service_account.worker.member
+}

@@ -1,0 +1,58 @@
+# One bucket for models, inputs, outputs, temp, staging and the template spec; private, versioned, with
+# Dataflow's temp and staging files expired.
+resource "google_storage_bucket" "data" {
+  #checkov:skip=CKV_GCP_62:Access logs would go to a second bucket this deployment does not own; Cloud Audit Logs (data access) cover the bucket.
+  name                        = local.bucket_name
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+  labels                      = local.labels
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      age            = var.temp_retention_days
+      matches_prefix = ["temp/", "staging/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 30
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  dynamic "encryption" {
+    for_each = var.kms_key_name == null ? [] : [var.kms_key_name]
+    content {
+      default_kms_key_name = encryption.value
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# The Flex Template spec, the document `gcloud dataflow flex-template build` writes: the image Cloud Build
+# pushes, metadata.json as generated from the parameter registry, and the same image for the workers.
+resource "google_storage_bucket_object" "template_spec" {
+  name         = local.template_object
+  bucket       = google_storage_bucket.data.name
+  content_type = "application/json"
+  content = jsonencode({
+    image              = local.image
+    sdkInfo            = { language = "PYTHON" }
+    metadata           = local.metadata
+    defaultEnvironment = { sdkContainerImage = local.image }
+  })
+}

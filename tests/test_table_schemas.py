@@ -1,0 +1,72 @@
+"""The BigQuery schema files (read by Terraform) describe the rows the pipeline really writes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from transforms.dead_letters import dead_letter, dead_letter_json
+from transforms.postprocess import ModelPrediction
+from transforms.records import Record
+from transforms.rows import prediction_row, row_json
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas" / "bigquery"
+_PYTHON_TYPES = {"STRING": str, "FLOAT64": (float, int), "INT64": int, "BOOL": bool}
+
+
+def schema(name: str) -> list[dict]:
+    return json.loads((SCHEMAS / f"{name}.json").read_text())
+
+
+def problems(row: dict, fields: list[dict], where: str = "") -> list[str]:
+    """What keeps `row` (as JSON would carry it) from loading into a table with these fields."""
+    found = []
+    by_name = {field["name"]: field for field in fields}
+    found += [f"{where}{name}: not in the schema" for name in row.keys() - by_name.keys()]
+    for name, field in by_name.items():
+        value = row.get(name)
+        if value is None:
+            if field.get("mode") == "REQUIRED":
+                found.append(f"{where}{name}: REQUIRED but missing")
+            continue
+        values = value if field.get("mode") == "REPEATED" else [value]
+        if field.get("mode") == "REPEATED" and not isinstance(value, list):
+            found.append(f"{where}{name}: REPEATED but not a list")
+            continue
+        for item in values:
+            if field["type"] == "RECORD":
+                found += problems(item, field["fields"], f"{where}{name}.")
+            elif field["type"] == "TIMESTAMP":
+                datetime.fromisoformat(item)
+            elif field["type"] != "JSON" and not isinstance(item, _PYTHON_TYPES[field["type"]]):
+                found.append(f"{where}{name}: {type(item).__name__} is not {field['type']}")
+    return found
+
+
+def test_prediction_rows_fit_the_predictions_table():
+    record = Record("id", "device-1", {"x": 2.0, "name": "a", "raw": b"\xff"}, b"raw", "src")
+    predictions = [ModelPrediction("multiply_by_5", {"y": [10.0]}), ModelPrediction("m10", {"y": [20.0], "c": ["a"]})]
+    row = json.loads(row_json(prediction_row(record, predictions)))
+    assert problems(row, schema("predictions")) == []
+    unkeyed = json.loads(row_json(prediction_row(record._replace(key=None), predictions[:1])))
+    assert problems(unkeyed, schema("predictions")) == []
+
+
+def test_dead_letters_fit_the_dead_letter_table():
+    for raw, model in ((b'{"x": ', None), (b"\xff\xfe", "multiply_by_5")):
+        letter = dead_letter("parse", ValueError("bad"), raw, "gs://b/in.jsonl", model=model)
+        assert problems(json.loads(dead_letter_json(letter, "keyed")), schema("dead_letters")) == []
+
+
+def test_the_keyed_input_table_holds_the_demo_records(demo_data):
+    for line in (demo_data / "numbers.jsonl").read_text().splitlines():
+        assert problems(json.loads(line), schema("keyed_input")) == []
+
+
+def test_the_checker_itself_catches_drift():
+    assert problems({"key": 1, "extra": 2}, schema("predictions")) == [
+        "extra: not in the schema",
+        "key: int is not STRING",
+        "input: REQUIRED but missing",
+    ]
