@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,10 +75,11 @@ def read_jsonl(prefix: str) -> list[dict]:
 def run_main(tmp_path):
     """Run main.py in a subprocess with the given arguments; --output defaults to a fresh folder."""
 
-    def run(*args: str, output: str | None = None, timeout: int = 300) -> Run:
+    def run(*args: str, output: str | None = None, timeout: int = 300, env: dict | None = None) -> Run:
         output = output or str(tmp_path / "out" / "result")
         command = [sys.executable, str(ROOT / "main.py"), *args, f"--output={output}"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+        environment = {**os.environ, **(env or {})}
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=environment)
         return Run(done.returncode, done.stdout, done.stderr, output, f"{output}_dead_letter")
 
     return run
@@ -93,3 +99,91 @@ def float_input_model(tmp_path_factory) -> str:
     module = Doubler()
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {seconds} s")
+
+
+@dataclass
+class Gcs:
+    """A running gcp-storage-emulator: its env for main.py, and a client to set up and read back objects."""
+
+    env: dict
+    client: object
+
+    def upload_tree(self, local: Path, bucket: str, prefix: str) -> None:
+        for path in sorted(Path(local).rglob("*")):
+            if path.is_file():
+                self.client.bucket(bucket).blob(f"{prefix}/{path.relative_to(local)}").upload_from_filename(str(path))
+
+    def read_jsonl(self, bucket: str, prefix: str) -> list[dict]:
+        rows = []
+        for blob in self.client.list_blobs(bucket, prefix=prefix):
+            if blob.name.endswith(".jsonl"):
+                rows.extend(json.loads(line) for line in blob.download_as_text().splitlines())
+        return rows
+
+
+@contextlib.contextmanager
+def background_server(command: list[str], port: int, what: str, log_path: Path):
+    """A local server in its own process group, up when entered and stopped (with its children) on exit."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_port(port, process, what)
+            yield process
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@contextlib.contextmanager
+def emulated_environment(env: dict):
+    """`env` set for this process too, and google.auth.default answering with anonymous credentials."""
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        patch.setattr(google.auth, "default", lambda *args, **kwargs: (AnonymousCredentials(), "test-project"))
+        yield
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory):
+    """gcp-storage-emulator on a loopback port, started and stopped by the tests themselves."""
+    from google.cloud import storage
+
+    port = free_port()
+    folder = tmp_path_factory.mktemp("gcs")
+    command = [str(Path(sys.executable).parent / "gcp-storage-emulator"), "start", "--host=127.0.0.1"]
+    command += [f"--port={port}", "--in-memory"]
+    env = {
+        "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}",
+        "TFX_INFERENCE_TEST_ANONYMOUS": "1",
+        "PYTHONPATH": str(ROOT / "tests" / "emulators"),
+        "TFX_INFERENCE_MODEL_CACHE": str(folder / "model-cache"),
+    }
+    with background_server(command, port, "gcp-storage-emulator", folder / "emulator.log"), emulated_environment(env):
+        yield Gcs(env, storage.Client.create_anonymous_client())

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import tensorflow as tf
+from expect import assert_close
 from tensorflow_serving.apis import prediction_log_pb2
 
 from transforms.examples import decode_example
@@ -15,10 +16,6 @@ pytestmark = pytest.mark.slow
 
 def _y(row: dict, index: int = 0) -> float:
     return row["predictions"][index]["outputs"]["y"][0]
-
-
-def assert_close(actual: float, expected: float) -> None:
-    assert abs(actual - expected) <= 0.01 * abs(expected) + 0.05, (actual, expected)
 
 
 def test_predict_writes_prediction_logs(run_main, demo_models, demo_data, tmp_path):

@@ -13,6 +13,7 @@ from tfx_bsl.public.proto import model_spec_pb2
 
 from transforms.config import Batching, ModelSpec
 from transforms.dead_letters import record_dead_letter
+from transforms.model_cache import stage_model
 from transforms.records import Record
 
 INFERENCE_STAGE = "inference"
@@ -30,12 +31,8 @@ class InferenceFailure(Exception):
     """The model raised on this one example (found by re-running its failed batch one example at a time)."""
 
 
-class IsolatingModelHandler(ModelHandler):
-    """Runs a batch through the wrapped handler; if the batch fails, runs each example alone.
-
-    A poison example then costs only itself: its result is the InferenceFailure, and its batch-mates
-    get their predictions. Everything else is delegated, so batching and metrics stay tfx-bsl's.
-    """
+class _DelegatingModelHandler(ModelHandler):
+    """Delegates everything to the wrapped handler, so batching and metrics stay tfx-bsl's."""
 
     def __init__(self, base: ModelHandler):
         super().__init__()
@@ -44,19 +41,8 @@ class IsolatingModelHandler(ModelHandler):
     def load_model(self) -> Any:
         return self._base.load_model()
 
-    def run_inference(self, batch: Sequence[Any], model: Any, inference_args=None) -> list[Any]:
-        try:
-            return list(self._base.run_inference(batch, model, inference_args))
-        except Exception as error:
-            if len(batch) == 1:
-                return [_failure(error)]
-            return [self._run_alone(example, model, inference_args) for example in batch]
-
-    def _run_alone(self, example: Any, model: Any, inference_args) -> Any:
-        try:
-            return next(iter(self._base.run_inference([example], model, inference_args)))
-        except Exception as error:
-            return _failure(error)
+    def run_inference(self, batch: Sequence[Any], model: Any, inference_args=None) -> Iterable[Any]:
+        return self._base.run_inference(batch, model, inference_args)
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         return self._base.get_num_bytes(batch)
@@ -74,6 +60,41 @@ class IsolatingModelHandler(ModelHandler):
         return self._base.share_model_across_processes()
 
 
+class IsolatingModelHandler(_DelegatingModelHandler):
+    """Runs a batch through the wrapped handler; if the batch fails, runs each example alone.
+
+    A poison example then costs only itself: its result is the InferenceFailure, and its batch-mates
+    get their predictions.
+    """
+
+    def run_inference(self, batch: Sequence[Any], model: Any, inference_args=None) -> list[Any]:
+        try:
+            return list(self._base.run_inference(batch, model, inference_args))
+        except Exception as error:
+            if len(batch) == 1:
+                return [_failure(error)]
+            return [self._run_alone(example, model, inference_args) for example in batch]
+
+    def _run_alone(self, example: Any, model: Any, inference_args) -> Any:
+        try:
+            return next(iter(self._base.run_inference([example], model, inference_args)))
+        except Exception as error:
+            return _failure(error)
+
+
+class StagedModelHandler(_DelegatingModelHandler):
+    """Stages a gs:// model into the worker's local cache before the wrapped handler loads it from there."""
+
+    def __init__(self, base: ModelHandler, uri: str, local_path: str):
+        super().__init__(base)
+        self._uri = uri
+        self._local_path = local_path
+
+    def load_model(self) -> Any:
+        stage_model(self._uri, self._local_path)
+        return self._base.load_model()
+
+
 def _failure(error: Exception) -> InferenceFailure:
     return InferenceFailure(f"{type(error).__name__}: {error_summary(error)}")
 
@@ -85,9 +106,9 @@ def error_summary(error: Exception) -> str:
     return " ".join(kept) or repr(error)
 
 
-def inference_spec(model: ModelSpec, signature_name: str, batching: Batching) -> model_spec_pb2.InferenceSpecType:
+def inference_spec(model_path: str, signature_name: str, batching: Batching) -> model_spec_pb2.InferenceSpecType:
     return model_spec_pb2.InferenceSpecType(
-        saved_model_spec=model_spec_pb2.SavedModelSpec(model_path=model.uri, signature_name=[signature_name]),
+        saved_model_spec=model_spec_pb2.SavedModelSpec(model_path=model_path, signature_name=[signature_name]),
         batch_parameters=model_spec_pb2.BatchParameters(
             min_batch_size=batching.min_batch_size, max_batch_size=batching.max_batch_size
         ),
@@ -124,9 +145,11 @@ class Predict(beam.PTransform):
     def __init__(self, model: ModelSpec, signature_name: str, batching: Batching):
         super().__init__()
         self._model = model
-        self._handler = KeyedModelHandler(
-            IsolatingModelHandler(CreateModelHandler(inference_spec(model, signature_name, batching)))
-        )
+        # tfx-bsl reads the model's signatures when its handler is built, so a gs:// model is staged here
+        # (in the launcher) too; every worker then stages it into the same local path before loading.
+        local_path = stage_model(model.uri)
+        tfx_handler = CreateModelHandler(inference_spec(local_path, signature_name, batching))
+        self._handler = KeyedModelHandler(IsolatingModelHandler(StagedModelHandler(tfx_handler, model.uri, local_path)))
 
     def expand(self, examples: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         results, failed = (

@@ -2,9 +2,10 @@
 
 import logging
 
-# Beam logs this on every model load because an optional import beside `resource` fails; memory is
-# not what this pipeline reports, so the line is noise.
-_KNOWN_NOISE = ("Resource module is not available for current platform",)
+# Lines Beam logs on every run that say nothing about this pipeline: the first on every model load
+# (an optional import beside `resource` fails), the second from each local worker process, which is
+# handed the launcher's DirectRunner-only options.
+_KNOWN_NOISE = ("Resource module is not available for current platform", "Discarding unparseable args")
 
 
 class _DropKnownNoise(logging.Filter):

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from transforms.config import InferenceConfig, ParameterError, config_from_args
@@ -65,6 +66,7 @@ def run(config: InferenceConfig, options: PipelineOptions) -> int:
 
     Under the Flex Template launcher (any remote runner) the job is submitted and this returns at once.
     """
+    FileSystems.set_options(options)  # the launcher lists inputs and reads models with the job's own options
     plan = plan_input(config)
     chain = chain_outputs(config)
     started = time.monotonic()
