@@ -6,6 +6,7 @@ import contextlib
 import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -75,12 +76,13 @@ def read_jsonl(prefix: str) -> list[dict]:
 def run_main(tmp_path):
     """Run main.py in a subprocess with the given arguments; --output defaults to a fresh folder."""
 
-    def run(*args: str, output: str | None = None, timeout: int = 300, env: dict | None = None) -> Run:
-        output = output or str(tmp_path / "out" / "result")
-        command = [sys.executable, str(ROOT / "main.py"), *args, f"--output={output}"]
+    def run(*args: str, output: str | None = "", timeout: int = 300, env: dict | None = None) -> Run:
+        """`output=None` runs without --output (the arguments name another sink)."""
+        output = str(tmp_path / "out" / "result") if output == "" else output
+        command = [sys.executable, str(ROOT / "main.py"), *args, *([f"--output={output}"] if output else [])]
         environment = {**os.environ, **(env or {})}
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=environment)
-        return Run(done.returncode, done.stdout, done.stderr, output, f"{output}_dead_letter")
+        return Run(done.returncode, done.stdout, done.stderr, output or "", f"{output}_dead_letter")
 
     return run
 
@@ -187,3 +189,77 @@ def gcs(tmp_path_factory):
     }
     with background_server(command, port, "gcp-storage-emulator", folder / "emulator.log"), emulated_environment(env):
         yield Gcs(env, storage.Client.create_anonymous_client())
+
+
+@dataclass
+class PubSub:
+    """A running Pub/Sub emulator: its env for main.py, and clients to make topics, publish and pull."""
+
+    env: dict
+    project: str = "test-project"
+
+    def __post_init__(self):
+        from google.cloud import pubsub_v1
+
+        self.publisher = pubsub_v1.PublisherClient()
+        self.subscriber = pubsub_v1.SubscriberClient()
+
+    def topic_with_subscription(self, name: str) -> tuple[str, str]:
+        topic = f"projects/{self.project}/topics/{name}"
+        subscription = f"projects/{self.project}/subscriptions/{name}-sub"
+        self.publisher.create_topic(name=topic)
+        self.subscriber.create_subscription(name=subscription, topic=topic)
+        return topic, subscription
+
+    def publish(self, topic: str, data: bytes, **attributes: str) -> str:
+        return self.publisher.publish(topic, data, **attributes).result(timeout=30)
+
+    def pull(self, subscription: str, count: int, seconds: float) -> list:
+        """Up to `count` messages, acknowledged, waiting at most `seconds` for them."""
+        messages, deadline = [], time.monotonic() + seconds
+        while len(messages) < count and time.monotonic() < deadline:
+            response = self.subscriber.pull(subscription=subscription, max_messages=count, timeout=5)
+            if response.received_messages:
+                self.subscriber.acknowledge(
+                    subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages]
+                )
+            messages += [m.message for m in response.received_messages]
+        return messages
+
+
+@pytest.fixture(scope="session")
+def pubsub(tmp_path_factory):
+    """The gcloud Pub/Sub emulator on a loopback port, started and stopped by the tests themselves."""
+    gcloud = shutil.which("gcloud")
+    if gcloud is None or shutil.which("java") is None:
+        pytest.skip("the Pub/Sub emulator needs gcloud (with the beta and pubsub-emulator components) and Java")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("pubsub")
+    command = [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{port}", f"--data-dir={folder}"]
+    env = {
+        "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{port}",
+        "TFX_INFERENCE_TEST_ANONYMOUS": "1",
+        "PYTHONPATH": str(ROOT / "tests" / "emulators"),
+    }
+    with background_server(command, port, "Pub/Sub emulator", folder / "emulator.log"), emulated_environment(env):
+        yield PubSub(env)
+
+
+@pytest.fixture
+def start_main(tmp_path):
+    """Start main.py in the background (a streaming run); stop it with SIGTERM when the test ends."""
+    started = []
+
+    def start(*args: str, env: dict) -> subprocess.Popen:
+        command = [sys.executable, str(ROOT / "main.py"), *args]
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env={**os.environ, **env}
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -39,6 +39,15 @@ def test_explicit_names_and_dead_letter():
         (["--pattern=keyed", "--model_uris=http://host/model"], "neither a local path nor a gs://"),
         (["--pattern=keyed", "--model_uris=a", "--min_batch_size=8", "--max_batch_size=4"], "batch sizes"),
         (["--pattern=keyed", "--model_uris=a", "--feature_types=x:double"], "--feature_types item 'x:double'"),
+        (
+            ["--pattern=keyed", "--model_uris=a", "--input_subscription=projects/p/subscriptions/s"],
+            "exactly one source",
+        ),
+        (["--pattern=keyed", "--model_uris=a", "--key_attribute=device"], "names a Pub/Sub message attribute"),
+        (
+            ["--pattern=keyed", "--model_uris=a", "--dead_letter=d", "--dead_letter_topic=projects/p/topics/t"],
+            "not both",
+        ),
     ],
 )
 def test_bad_combinations_are_rejected_with_the_fix(argv, message):
@@ -53,3 +62,20 @@ def test_feature_types_parse():
 
 def test_single_model_patterns_need_exactly_one():
     assert len(models_from_args("keyed", "a", None)) == 1
+
+
+def test_streaming_needs_topics_and_refuses_files():
+    parser = build_parser()
+    streaming = ["--pattern=keyed", "--model_uris=a", "--input_subscription=projects/p/subscriptions/s"]
+    with pytest.raises(ParameterError, match="give --output_topic and --dead_letter_topic"):
+        config_from_args(parser.parse_args([*streaming, "--output=out/x"]))
+    with pytest.raises(ParameterError, match="a place for the results"):
+        config_from_args(parser.parse_args(streaming))
+    with pytest.raises(ParameterError, match="a place for dead letters"):
+        config_from_args(parser.parse_args([*streaming, "--output_topic=projects/p/topics/rows"]))
+    config = config_from_args(
+        parser.parse_args(
+            [*streaming, "--output_topic=projects/p/topics/rows", "--dead_letter_topic=projects/p/topics/dl"]
+        )
+    )
+    assert config.streaming and config.dead_letter is None and config.output is None

@@ -70,6 +70,22 @@ EXAMPLES = {
     "max_batch_size": (["512", "4096"], ["0", "", "1e3"]),
     "chain_feature": (["x"], ["", "x y"]),
     "chain_output": (["y", "output_0"], ["", "y,z"]),
+    "input_subscription": (
+        ["projects/my-project/subscriptions/tfx-inference-input", "projects/p-12345/subscriptions/abc"],
+        [
+            "",
+            "projects/my-project/topics/t",
+            "my-subscription",
+            "projects/my-project/subscriptions/ab",
+            "projects//subscriptions/abc",
+        ],
+    ),
+    "output_topic": (
+        ["projects/my-project/topics/tfx-inference-predictions"],
+        ["", "projects/my-project/subscriptions/s1x", "topics/abc", "projects/my-project/topics/1abc"],
+    ),
+    "dead_letter_topic": (["projects/my-project/topics/dead-letters"], ["projects/my-project/topics/x"]),
+    "key_attribute": (["device_id", "key"], ["", "two words"]),
 }
 
 

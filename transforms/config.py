@@ -62,11 +62,16 @@ class InferenceConfig:
 
     pattern: str
     models: tuple[ModelSpec, ...]
-    input: str
+    input: str | None
     input_format: str | None
-    output: str
-    dead_letter: str
+    output: str | None
+    dead_letter: str | None
     key_field: str = "key"
+    input_subscription: str | None = None
+    message_format: str = "json"
+    key_attribute: str | None = None
+    output_topic: str | None = None
+    dead_letter_topic: str | None = None
     feature_types: FeatureTypes = FeatureTypes()
     signature_name: str = "serving_default"
     batching: Batching = Batching()
@@ -76,6 +81,10 @@ class InferenceConfig:
     @property
     def requires_key(self) -> bool:
         return self.pattern == "keyed"
+
+    @property
+    def streaming(self) -> bool:
+        return self.input_subscription is not None
 
 
 def model_name_from_uri(uri: str) -> str:
@@ -113,8 +122,31 @@ def models_from_args(pattern: str, model_uris: str, model_names: str | None) -> 
     return tuple(ModelSpec(uri, name) for uri, name in zip(uris, names, strict=True))
 
 
+def _check_sources_and_sinks(args: argparse.Namespace) -> None:
+    if bool(args.input) == bool(args.input_subscription):
+        raise ParameterError(
+            "give exactly one source: --input (files, batch) or --input_subscription (Pub/Sub, streaming)"
+        )
+    if not args.output and not args.output_topic:
+        raise ParameterError("give a place for the results: --output (files), --output_topic (Pub/Sub), or both")
+    if not (args.output or args.dead_letter or args.dead_letter_topic):
+        raise ParameterError("give a place for dead letters: --dead_letter (files) or --dead_letter_topic (Pub/Sub)")
+    if args.dead_letter and args.dead_letter_topic:
+        raise ParameterError("dead letters go to one place: give --dead_letter or --dead_letter_topic, not both")
+    if args.input and args.key_attribute:
+        raise ParameterError("--key_attribute names a Pub/Sub message attribute; files carry the key in --key_field")
+    if args.input_subscription and (args.output or args.dead_letter):
+        # RunInference's batching re-emits results at the end of the global window, so windowed files
+        # would never close; until that is solved and tested, streaming writes to topics only.
+        raise ParameterError(
+            "a streaming run (--input_subscription) writes to Pub/Sub: give --output_topic and --dead_letter_topic "
+            "instead of --output/--dead_letter (windowed files are not supported in streaming yet)"
+        )
+
+
 def config_from_args(args: argparse.Namespace) -> InferenceConfig:
     """Validate the parsed template parameters (without touching files) and freeze them."""
+    _check_sources_and_sinks(args)
     if args.min_batch_size < 1 or args.max_batch_size < args.min_batch_size:
         raise ParameterError(
             f"batch sizes must satisfy 1 <= --min_batch_size <= --max_batch_size; "
@@ -126,11 +158,16 @@ def config_from_args(args: argparse.Namespace) -> InferenceConfig:
         input=args.input,
         input_format=args.input_format,
         output=args.output,
-        dead_letter=args.dead_letter or f"{args.output.rstrip('/')}_dead_letter",
+        dead_letter=None if args.dead_letter_topic else args.dead_letter or f"{args.output.rstrip('/')}_dead_letter",
         key_field=args.key_field,
         feature_types=FeatureTypes.parse(args.default_feature_type, args.feature_types),
         signature_name=args.signature_name,
         batching=Batching(args.min_batch_size, args.max_batch_size),
         chain_feature=args.chain_feature,
         chain_output=args.chain_output,
+        input_subscription=args.input_subscription,
+        message_format=args.message_format,
+        key_attribute=args.key_attribute,
+        output_topic=args.output_topic,
+        dead_letter_topic=args.dead_letter_topic,
     )

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 
 PATTERNS = ("predict", "postprocess", "keyed", "multi_parallel", "multi_sequence")
 INPUT_FORMATS = ("tfrecord", "csv", "jsonl")
+MESSAGE_FORMATS = ("json", "example")
 FEATURE_TYPES = ("float", "int", "bytes")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
 _PATH = r"(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^,\s]*)?|[^,\s:]+)"
+_PROJECT = r"[a-z][a-z0-9.:-]{4,61}[a-z0-9]"
+_PUBSUB_NAME = r"[A-Za-z][A-Za-z0-9._~%+-]{2,254}"
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,32 @@ PARAMETERS: tuple[Parameter, ...] = (
         "input",
         "Input files",
         "File pattern of the records to score: .tfrecord[.gz] (serialized tf.train.Example), .csv[.gz] "
-        "(with a header row) or .jsonl[.gz] (one JSON object per line).",
+        "(with a header row) or .jsonl[.gz] (one JSON object per line). Give this or input_subscription.",
         "GCS_READ_FILE",
-        optional=False,
         regexes=(rf"^{_PATH}$",),
+    ),
+    Parameter(
+        "input_subscription",
+        "Input Pub/Sub subscription",
+        "projects/PROJECT/subscriptions/NAME to read records from; the pipeline then runs in streaming mode. "
+        "Give this or input.",
+        "PUBSUB_SUBSCRIPTION",
+        regexes=(rf"^projects/{_PROJECT}/subscriptions/{_PUBSUB_NAME}$",),
+    ),
+    Parameter(
+        "message_format",
+        "Message format",
+        "Pub/Sub message payloads: json (one object, the same shape as a .jsonl line) or example "
+        "(a serialized tf.train.Example).",
+        "ENUM",
+        default="json",
+        options=MESSAGE_FORMATS,
+    ),
+    Parameter(
+        "key_attribute",
+        "Key attribute",
+        "Pub/Sub message attribute holding the key. Default: the key_field of the payload.",
+        regexes=(rf"^{_NAME}$",),
     ),
     Parameter(
         "input_format",
@@ -76,10 +101,18 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter(
         "output",
         "Output prefix",
-        "Path prefix of the output files: TFRecords of PredictionLogs for predict, JSON Lines rows otherwise.",
+        "Path prefix of the output files: TFRecords of PredictionLogs for predict, JSON Lines rows otherwise. "
+        "Batch only (streaming writes to output_topic). Give this, output_topic, or both.",
         "GCS_WRITE_FILE",
-        optional=False,
         regexes=(rf"^{_PATH}$",),
+    ),
+    Parameter(
+        "output_topic",
+        "Output Pub/Sub topic",
+        "projects/PROJECT/topics/NAME to publish one message per record to: the JSON row (a serialized "
+        "PredictionLog for predict), with attributes record_id and key.",
+        "PUBSUB_TOPIC",
+        regexes=(rf"^projects/{_PROJECT}/topics/{_PUBSUB_NAME}$",),
     ),
     Parameter(
         "dead_letter",
@@ -87,6 +120,13 @@ PARAMETERS: tuple[Parameter, ...] = (
         "Path prefix of the JSON Lines files of rejected records. Default: the output prefix + _dead_letter.",
         "GCS_WRITE_FILE",
         regexes=(rf"^{_PATH}$",),
+    ),
+    Parameter(
+        "dead_letter_topic",
+        "Dead-letter Pub/Sub topic",
+        "projects/PROJECT/topics/NAME to publish rejected records to (JSON), instead of dead-letter files.",
+        "PUBSUB_TOPIC",
+        regexes=(rf"^projects/{_PROJECT}/topics/{_PUBSUB_NAME}$",),
     ),
     Parameter(
         "key_field",

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from transforms.config import InferenceConfig, ParameterError, config_from_args
 from transforms.models import serving_signature
 from transforms.parameters import build_parser
 from transforms.patterns import pattern_transform
 from transforms.runner import is_local, local_runner
-from transforms.sinks import write_dead_letters, write_prediction_logs, write_rows
-from transforms.sources import InputPlan, ReadRecords, plan_input
+from transforms.sinks import write_dead_letters, write_results
+from transforms.sources import InputPlan, ReadPubSubRecords, ReadRecords, plan_input
 from transforms.summary import summarize, summary_table
 
 
@@ -47,27 +50,43 @@ def chain_outputs(config: InferenceConfig) -> tuple[str, ...]:
     return tuple(outputs)
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: InferenceConfig, plan: InputPlan, chain: Sequence[str]) -> None:
-    records, parse_failures = pipeline | "Read" >> ReadRecords(plan, config)
+def build_pipeline(
+    pipeline: beam.Pipeline, config: InferenceConfig, plan: InputPlan | None, chain: Sequence[str]
+) -> None:
+    source = ReadPubSubRecords(config) if config.streaming else ReadRecords(plan, config)
+    records, parse_failures = pipeline | "Read" >> source
     results, failures = records | config.pattern >> pattern_transform(config, tuple(chain))
-    if config.pattern == "predict":
-        results | "WritePredictionLogs" >> write_prediction_logs(config.output)
-    else:
-        results | "WriteRows" >> write_rows(config.output)
-    (
-        (parse_failures, failures)
-        | "AllDeadLetters" >> beam.Flatten()
-        | "WriteDeadLetters" >> write_dead_letters(config.dead_letter, config.pattern)
-    )
+    results | "WriteResults" >> write_results(config)
+    dead_letters = (parse_failures, failures) | "AllDeadLetters" >> beam.Flatten()
+    dead_letters | "WriteDeadLetters" >> write_dead_letters(config)
+
+
+def _wait_for_stop(result: PipelineResult) -> None:
+    """A local streaming run goes on until Ctrl-C or SIGTERM (or the pipeline fails); then it is cancelled."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5) and not PipelineState.is_terminal(result.state):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not PipelineState.is_terminal(result.state):
+        result.cancel()
+    if result.state == PipelineState.FAILED:
+        result.wait_until_finish()  # raises the pipeline's error
 
 
 def run(config: InferenceConfig, options: PipelineOptions) -> int:
     """Build and run the pipeline. Locally: wait, print the summary, and fail if the counts do not add up.
 
     Under the Flex Template launcher (any remote runner) the job is submitted and this returns at once.
+    A local streaming run goes on until it is stopped (Ctrl-C or SIGTERM), then prints its summary.
     """
     FileSystems.set_options(options)  # the launcher lists inputs and reads models with the job's own options
-    plan = plan_input(config)
+    options.view_as(StandardOptions).streaming |= config.streaming
+    plan = None if config.streaming else plan_input(config)
     chain = chain_outputs(config)
     started = time.monotonic()
     pipeline = beam.Pipeline(runner=local_runner(options), options=options)
@@ -78,7 +97,11 @@ def run(config: InferenceConfig, options: PipelineOptions) -> int:
         job_id = result.job_id() if hasattr(result, "job_id") else None
         print(f"pattern {config.pattern} submitted to {options.view_as(StandardOptions).runner}: job {job_id}")
         return 0
-    result.wait_until_finish()
+    if config.streaming:
+        print(f"pattern {config.pattern} streaming from {config.input_subscription}; Ctrl-C stops it", flush=True)
+        _wait_for_stop(result)
+    else:
+        result.wait_until_finish()
     summary = summarize(result, [model.name for model in config.models])
-    print(summary_table(summary, config.pattern, time.monotonic() - started), flush=True)
-    return 0 if summary.reconciled else 1
+    print(summary_table(summary, config.pattern, time.monotonic() - started, config.streaming), flush=True)
+    return 0 if summary.reconciled or config.streaming else 1

@@ -129,3 +129,14 @@ def parse_tfrecord(raw: bytes, key_field: str) -> tuple[str | None, dict[str, Fe
     if not features:
         raise RecordError("record has no features")
     return _key_text(key, key_field), features
+
+
+def parse_record(
+    kind: str, raw: bytes, key_field: str, types: FeatureTypes, header: Sequence[str] = ()
+) -> tuple[str | None, dict[str, FeatureValue]]:
+    """One record of `kind` (csv, jsonl or tfrecord): its key and typed features."""
+    if kind == "csv":
+        return parse_csv(raw, header, key_field, types)
+    if kind == "jsonl":
+        return parse_jsonl(raw, key_field, types)
+    return parse_tfrecord(raw, key_field)

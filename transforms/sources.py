@@ -6,6 +6,7 @@ import csv
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam import coders
@@ -13,9 +14,9 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import counters
-from transforms.config import FeatureTypes, InferenceConfig, ParameterError
+from transforms.config import InferenceConfig, ParameterError
 from transforms.dead_letters import dead_letter
-from transforms.records import Record, RecordError, parse_csv, parse_jsonl, parse_tfrecord
+from transforms.records import Record, RecordError, parse_record
 
 PARSE_STAGE = "parse"
 DEAD_LETTERS = "dead_letters"
@@ -104,32 +105,54 @@ def plan_input(config: InferenceConfig) -> InputPlan:
     return InputPlan(config.input, kind, files, header)
 
 
+class RawRecord(NamedTuple):
+    """A record as read, before parsing: where from, its bytes, and what the transport says of it."""
+
+    source: str
+    data: bytes
+    id: str | None = None
+    key: str | None = None
+
+
+def file_record(element: tuple[str, bytes]) -> RawRecord:
+    filename, data = element
+    return RawRecord(filename, data)
+
+
+class PubsubRecord:
+    """A Pub/Sub message as a RawRecord: its message id is the record id, its key attribute the key."""
+
+    def __init__(self, subscription: str, key_attribute: str | None):
+        self._subscription = subscription
+        self._key_attribute = key_attribute
+
+    def __call__(self, message) -> RawRecord:
+        key = (message.attributes or {}).get(self._key_attribute) if self._key_attribute else None
+        return RawRecord(self._subscription, message.data, message.message_id or None, key or None)
+
+
 class _ParseRecords(beam.DoFn):
-    def __init__(self, plan: InputPlan, key_field: str, types: FeatureTypes, requires_key: bool):
-        self._plan = plan
-        self._key_field = key_field
-        self._types = types
-        self._requires_key = requires_key
+    def __init__(self, unpack, kind: str, config: InferenceConfig, header: tuple[str, ...] = ()):
+        self._unpack = unpack
+        self._kind = kind
+        self._header = header
+        self._key_field = config.key_field
+        self._types = config.feature_types
+        self._requires_key = config.requires_key
         self._records_read = counters.counter(counters.RECORDS_READ)
 
-    def _parse(self, raw: bytes):
-        if self._plan.format == "csv":
-            return parse_csv(raw, self._plan.header, self._key_field, self._types)
-        if self._plan.format == "jsonl":
-            return parse_jsonl(raw, self._key_field, self._types)
-        return parse_tfrecord(raw, self._key_field)
-
-    def process(self, element: tuple[str, bytes]) -> Iterable:
-        source, raw = element
+    def process(self, element) -> Iterable:
         self._records_read.inc()
+        raw = self._unpack(element)
         try:
-            key, features = self._parse(raw)
+            key, features = parse_record(self._kind, raw.data, self._key_field, self._types, self._header)
+            key = raw.key or key
             if self._requires_key and key is None:
                 raise RecordError(f"record has no key field {self._key_field!r}, which --pattern=keyed needs")
         except Exception as error:  # every bad record becomes a dead letter, whatever broke on it
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(PARSE_STAGE, error, raw, source))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(PARSE_STAGE, error, raw.data, raw.source))
             return
-        yield Record(uuid.uuid4().hex, key, features, raw, source)
+        yield Record(raw.id or uuid.uuid4().hex, key, features, raw.data, raw.source)
 
 
 class ReadRecords(beam.PTransform):
@@ -153,6 +176,20 @@ class ReadRecords(beam.PTransform):
                 coder=coders.BytesCoder(),
                 skip_header_lines=1 if self._plan.format == "csv" else 0,
             )
-        parse = _ParseRecords(self._plan, self._config.key_field, self._config.feature_types, self._config.requires_key)
-        records, dead_letters = raw | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, main="records")
-        return records, dead_letters
+        parse = _ParseRecords(file_record, self._plan.format, self._config, self._plan.header)
+        return raw | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, main="records")
+
+
+class ReadPubSubRecords(beam.PTransform):
+    """Records from a Pub/Sub subscription (an unbounded source: the pipeline streams), and dead letters."""
+
+    def __init__(self, config: InferenceConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
+        subscription = self._config.input_subscription
+        kind = "jsonl" if self._config.message_format == "json" else "tfrecord"
+        messages = pbegin | "ReadPubSub" >> beam.io.ReadFromPubSub(subscription=subscription, with_attributes=True)
+        parse = _ParseRecords(PubsubRecord(subscription, self._config.key_attribute), kind, self._config)
+        return messages | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, main="records")

@@ -41,7 +41,9 @@ class RunSummary:
 
 
 def _value(result):
-    return result.committed if result.committed is not None else result.attempted
+    # Attempted, not committed: a cancelled streaming run never commits its last bundles' metrics, and
+    # locally nothing is retried, so attempted counts each record once.
+    return result.attempted if result.attempted is not None else result.committed
 
 
 def summarize(result: PipelineResult, model_names: list[str]) -> RunSummary:
@@ -89,16 +91,27 @@ def summarize(result: PipelineResult, model_names: list[str]) -> RunSummary:
     )
 
 
-def summary_table(summary: RunSummary, pattern: str, seconds: float) -> str:
+def summary_table(summary: RunSummary, pattern: str, seconds: float, streaming: bool = False) -> str:
     stages = ", ".join(f"{stage} {count}" for stage, count in summary.dead_letters_by_stage.items())
     lines = [
         f"pattern {pattern} finished in {seconds:.1f} s",
         f"  records read      {summary.records_read:>10}",
         f"  rows written      {summary.rows_written:>10}",
         f"  dead letters      {summary.dead_letters:>10}" + (f"  ({stages})" if stages else ""),
-        "  reconciled        "
-        + ("       yes" if summary.reconciled else "        NO: records read != rows written + dead letters"),
     ]
+    in_flight = summary.records_read - summary.rows_written - summary.dead_letters
+    if summary.reconciled:
+        lines.append("  reconciled               yes")
+    elif streaming:
+        lines.append(
+            f"  in flight at stop {in_flight:>10}  (read, not yet written; Pub/Sub redelivers unacked messages)"
+        )
+    else:
+        lines.append("  reconciled                NO: records read != rows written + dead letters")
+    if streaming:
+        # Seen with Beam 2.77: the local streaming runner can leave later bundles out of its metrics, while
+        # their rows and dead letters are written (the streaming tests count them on the topics).
+        lines.append("  (local streaming counts are the DirectRunner's metrics, which can lag; Dataflow's do not)")
     if summary.models:
         lines.append("  model                inferences  batches  mean batch  mean batch ms  max batch ms  load ms")
         for name, m in summary.models.items():
