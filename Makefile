@@ -10,7 +10,7 @@ DEMO_OUT := out/demo
 RUN := $(PY) main.py
 comma := ,
 
-.PHONY: venv demo models data test lint format lock readme metadata template-spec graph checkov provider-schemas terraform-check clean
+.PHONY: venv demo demo-stream models data test lint format lock readme metadata template-spec graph checkov provider-schemas terraform-check clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ demo: models data
 	$(RUN) --pattern=multi_parallel --model_uris=$(MODELS)/multiply_by_5,$(MODELS)/multiply_by_10 --input=$(DATA)/numbers.csv --output=$(DEMO_OUT)/multi_parallel
 	$(RUN) --pattern=multi_sequence --model_uris=$(MODELS)/multiply_by_5,$(MODELS)/multiply_by_10 --input=$(DATA)/numbers.jsonl --output=$(DEMO_OUT)/multi_sequence
 	@echo "outputs and dead letters are under $(DEMO_OUT)/"
+
+# Streaming: the Pub/Sub emulator, the keyed pattern reading a subscription, predictions printed as they arrive.
+demo-stream: models data
+	$(PY) -m tools.demo_stream
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
