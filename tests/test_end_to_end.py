@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -9,7 +10,7 @@ import tensorflow as tf
 from expect import assert_close
 from tensorflow_serving.apis import prediction_log_pb2
 
-from transforms.examples import decode_example
+from transforms.examples import decode_example, encode_example
 
 pytestmark = pytest.mark.slow
 
@@ -213,3 +214,40 @@ def test_chain_output_must_name_an_output_of_the_models_it_chains(run_main, mode
     )
     assert run.returncode == 2
     assert "--chain_output=scores is not an output of model" in run.stderr and "its outputs are y" in run.stderr
+
+
+def test_truncated_corrupt_and_empty_files_cost_only_their_unreadable_part(run_main, models_for, tmp_path):
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for name, count in (("good", 5), ("cut", 5), ("flipped", 5)):
+        with tf.io.TFRecordWriter(str(folder / f"{name}.tfrecord")) as writer:
+            for i in range(count):
+                writer.write(encode_example({"key": f"{name}-{i}", "x": float(i)}))
+    cut = (folder / "cut.tfrecord").read_bytes()
+    (folder / "cut.tfrecord").write_bytes(cut[:-10])  # the last record loses its end
+    flipped = bytearray((folder / "flipped.tfrecord").read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF  # a bit error in the third record
+    (folder / "flipped.tfrecord").write_bytes(bytes(flipped))
+    (folder / "empty.tfrecord").write_bytes(b"")
+    run = run_main("--pattern=keyed", f"--model_uris={models_for('keyed')}", f"--input={folder}/*.tfrecord")
+    assert run.returncode == 0, run.stderr
+    keys = sorted(row["key"] for row in run.rows())
+    assert keys == sorted([f"good-{i}" for i in range(5)] + [f"cut-{i}" for i in range(4)] + ["flipped-0", "flipped-1"])
+    letters = sorted((d["stage"], d["source"].rsplit("/", 1)[-1]) for d in run.dead_letters())
+    assert letters == [("read", "cut.tfrecord"), ("read", "flipped.tfrecord")]
+    assert "reconciled               yes" in run.stdout
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    compressed = gzip.compress(b"".join(b'{"key": "k%d", "x": 1.0}\n' % i for i in range(2000)))
+    (broken / "cut.jsonl.gz").write_bytes(compressed[: len(compressed) // 2])  # stops mid-line
+    corrupt = bytearray(compressed)
+    corrupt[len(corrupt) // 2 : len(corrupt) // 2 + 8] = b"\xff" * 8
+    (broken / "corrupt.jsonl.gz").write_bytes(bytes(corrupt))
+    run = run_main("--pattern=keyed", f"--model_uris={models_for('keyed')}", f"--input={broken}/*.jsonl.gz")
+    assert run.returncode == 0, run.stderr
+    letters = {d["source"].rsplit("/", 1)[-1]: d for d in run.dead_letters()}
+    assert letters["corrupt.jsonl.gz"]["stage"] == "read"
+    assert letters["cut.jsonl.gz"]["stage"] == "parse", "a cut gzip stream ends in half a line"
+    assert len(letters) == 2 and len(run.rows()) > 500
+    assert "reconciled               yes" in run.stdout

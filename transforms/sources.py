@@ -9,16 +9,18 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import apache_beam as beam
-from apache_beam import coders
+from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import counters
 from transforms.config import InferenceConfig, ParameterError
 from transforms.dead_letters import dead_letter
+from transforms.file_records import UnreadableFile, lines, tfrecords
 from transforms.records import Record, RecordError, parse_record
 
 PARSE_STAGE = "parse"
+READ_STAGE = "read"
 DEAD_LETTERS = "dead_letters"
 _EXTENSIONS = {
     ".tfrecord": "tfrecord",
@@ -155,8 +157,33 @@ class _ParseRecords(beam.DoFn):
         yield Record(raw.id or uuid.uuid4().hex, key, features, raw.data, raw.source)
 
 
+class _ReadFile(beam.DoFn):
+    """(file name, raw record) for each record of a matched file; an unreadable rest becomes a dead letter."""
+
+    def __init__(self, kind: str):
+        self._kind = kind
+
+    def process(self, readable: fileio.ReadableFile) -> Iterable:
+        path = readable.metadata.path
+        try:
+            with readable.open() as stream:
+                records = tfrecords(stream) if self._kind == "tfrecord" else lines(stream)
+                if self._kind == "csv":
+                    next(records, None)  # the header, checked when the pipeline was planned
+                for record in records:
+                    yield path, record
+        except UnreadableFile as error:
+            counters.counter(counters.RECORDS_READ).inc()  # the unreadable rest counts as one record
+            message = f"{path} cannot be read past byte {error.offset}: {error}; the rest of the file was skipped"
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(READ_STAGE, ValueError(message), b"", path))
+
+
 class ReadRecords(beam.PTransform):
-    """Records from the input files, and a dead letter for each line or record that cannot be parsed."""
+    """Records from the input files, and a dead letter for each line or record that cannot be read or parsed.
+
+    Files are matched, spread over workers and read whole, each as one stream: a corrupt or truncated
+    file then costs only its unreadable rest, never the job.
+    """
 
     def __init__(self, plan: InputPlan, config: InferenceConfig):
         super().__init__()
@@ -164,20 +191,17 @@ class ReadRecords(beam.PTransform):
         self._config = config
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
-        if self._plan.format == "tfrecord":
-            raw = (
-                pbegin
-                | "Pattern" >> beam.Create([self._plan.pattern])
-                | "ReadTFRecords" >> beam.io.ReadAllFromTFRecord(coder=coders.BytesCoder(), with_filename=True)
-            )
-        else:
-            raw = pbegin | "ReadLines" >> beam.io.ReadFromTextWithFilename(
-                self._plan.pattern,
-                coder=coders.BytesCoder(),
-                skip_header_lines=1 if self._plan.format == "csv" else 0,
-            )
+        raw, unreadable = (
+            pbegin
+            | "Files" >> beam.Create(self._plan.files)
+            | "Spread" >> beam.Reshuffle()
+            | "Match" >> fileio.MatchAll()
+            | "Open" >> fileio.ReadMatches()
+            | "Read" >> beam.ParDo(_ReadFile(self._plan.format)).with_outputs(DEAD_LETTERS, main="raw")
+        )
         parse = _ParseRecords(file_record, self._plan.format, self._config, self._plan.header)
-        return raw | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, main="records")
+        records, bad = raw | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, main="records")
+        return records, (unreadable, bad) | "DeadLetters" >> beam.Flatten()
 
 
 class ReadPubSubRecords(beam.PTransform):
