@@ -21,10 +21,14 @@ DEAD_LETTERS = "dead_letters"
 
 
 class Pending(NamedTuple):
-    """A record on its way through the models, with the predictions it has collected so far."""
+    """A record on its way through the models, with the predictions it has collected so far.
+
+    `example` keeps the serialized Example when several models read the same one (multi_parallel).
+    """
 
     record: Record
     predictions: tuple = ()
+    example: bytes | None = None
 
 
 class InferenceFailure(Exception):

@@ -41,7 +41,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         "Inference pattern",
         "Which RunInference pattern to run: predict (PredictionLogs), postprocess (input + output rows), "
         "keyed (the key rides along, never reaching the model), multi_parallel (every model on each record, "
-        "joined per record) or multi_sequence (each model's output feeds the next).",
+        "predictions together per record) or multi_sequence (each model's output feeds the next).",
         "ENUM",
         optional=False,
         options=PATTERNS,

@@ -1,4 +1,4 @@
-"""The five inference patterns, each a composition of encoding, Predict, post-processing and joins."""
+"""The five inference patterns, each a composition of encoding, Predict and post-processing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from transforms.config import InferenceConfig, ModelSpec
 from transforms.dead_letters import record_dead_letter
 from transforms.examples import encode_example
 from transforms.inference import DEAD_LETTERS, Pending, Predict
-from transforms.join import JoinPerRecord, KeyForJoin
 from transforms.postprocess import ModelPrediction, prediction_outputs
 
 ENCODE_STAGE = "encode"
@@ -68,7 +67,7 @@ class _CollectPrediction(beam.DoFn):
                 DEAD_LETTERS, record_dead_letter(POSTPROCESS_STAGE, error, pending.record, self._model_name)
             )
             return
-        yield Pending(pending.record, (*pending.predictions, prediction))
+        yield pending._replace(predictions=(*pending.predictions, prediction))
 
 
 class PredictAndCollect(beam.PTransform):
@@ -132,8 +131,23 @@ class SequentialPredictions(beam.PTransform):
         return pending, dead_letters | "DeadLetters" >> beam.Flatten()
 
 
+def _keeping_example(element: tuple[Pending, bytes]) -> Pending:
+    pending, example = element
+    return pending._replace(example=example)
+
+
+def _with_its_example(pending: Pending) -> tuple[Pending, bytes]:
+    return pending, pending.example
+
+
 class ParallelPredictions(beam.PTransform):
-    """Pattern 4, multi_parallel: every model on the same Examples, joined per record in model order."""
+    """Pattern 4, multi_parallel: every model on the same Example, predictions in model order.
+
+    Each record is encoded once and carries its Example and its predictions from model to model in
+    one fused pass, so its results are "joined" without a shuffle or state, records with equal keys
+    can never mix, and a record is complete the moment its last model answers (streaming included).
+    The first model that fails on a record makes it one dead letter.
+    """
 
     def __init__(self, config: InferenceConfig):
         super().__init__()
@@ -143,14 +157,13 @@ class ParallelPredictions(beam.PTransform):
         examples, encode_failures = encode(
             records | "Pending" >> beam.Map(Pending), "Encode", ENCODE_STAGE, record_features
         )
-        parts = [
-            examples | model.name >> PredictAndCollect(model, self._config) | f"Key {model.name}" >> KeyForJoin(index)
-            for index, model in enumerate(self._config.models)
-        ]
-        joined, join_failures = (
-            parts | "AllModels" >> beam.Flatten() | "JoinPerRecord" >> JoinPerRecord(len(self._config.models))
-        )
-        return joined, (encode_failures, join_failures) | "DeadLetters" >> beam.Flatten()
+        pending = examples | "KeepExample" >> beam.Map(_keeping_example)
+        dead_letters = [encode_failures]
+        for model in self._config.models:
+            inputs = pending | f"Input {model.name}" >> beam.Map(_with_its_example)
+            pending, failures = inputs | model.name >> PredictAndCollect(model, self._config)
+            dead_letters.append(failures)
+        return pending, dead_letters | "DeadLetters" >> beam.Flatten()
 
 
 def pattern_transform(config: InferenceConfig, chain_outputs: tuple[str, ...]) -> beam.PTransform:
