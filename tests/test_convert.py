@@ -15,7 +15,7 @@ def test_csv_rows_become_examples_that_the_pipeline_reads_back(tmp_path):
     source.write_text("key,x,count\ndev-1,1.5,3\ndev-2,-2,4\n")
     destination = str(tmp_path / "rows.tfrecord")
     assert convert(str(source), destination, types=FeatureTypes.parse("float", "count:int")) == 2
-    records = [parse_tfrecord(r.numpy(), "key") for r in tf.data.TFRecordDataset(destination)]
+    records = [parse_tfrecord(r.numpy(), "key")[:2] for r in tf.data.TFRecordDataset(destination)]
     assert records == [("dev-1", {"x": 1.5, "count": 3}), ("dev-2", {"x": -2.0, "count": 4})]
 
 

@@ -1,36 +1,29 @@
-"""PredictionLogs of every kind tfx-bsl writes, turned into plain output lists."""
+"""A batch of model outputs turned into each example's outputs as plain lists."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import tensorflow as tf
-from tensorflow_serving.apis import prediction_log_pb2
 
-from transforms.postprocess import prediction_outputs
+from transforms.postprocess import outputs_by_example
 
 
-def test_predict_log_outputs_are_flat_lists_by_alias():
-    log = prediction_log_pb2.PredictionLog()
-    log.predict_log.response.outputs["y"].CopyFrom(tf.make_tensor_proto(np.array([[2.5]], dtype=np.float32)))
-    log.predict_log.response.outputs["ids"].CopyFrom(tf.make_tensor_proto(np.array([[1, 2, 3]], dtype=np.int64)))
-    log.predict_log.response.outputs["label"].CopyFrom(tf.make_tensor_proto(np.array([b"cat"])))
-    assert prediction_outputs(log) == {"ids": [1, 2, 3], "label": ["cat"], "y": [2.5]}
+def test_outputs_are_flat_lists_per_example_by_alias():
+    outputs = {
+        "y": np.array([[2.5], [5.0]], dtype=np.float32),
+        "ids": np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64),
+        "label": np.array([b"cat", b"dog"], dtype=object),
+        "grid": np.arange(8, dtype=np.float32).reshape(2, 2, 2),
+    }
+    assert outputs_by_example(outputs, 2) == [
+        {"grid": [0.0, 1.0, 2.0, 3.0], "ids": [1, 2, 3], "label": ["cat"], "y": [2.5]},
+        {"grid": [4.0, 5.0, 6.0, 7.0], "ids": [4, 5, 6], "label": ["dog"], "y": [5.0]},
+    ]
+    assert all(type(v) is float for v in outputs_by_example(outputs, 2)[0]["y"])
 
 
-def test_regress_and_classify_logs():
-    regress = prediction_log_pb2.PredictionLog()
-    regress.regress_log.response.result.regressions.add(value=0.25)
-    assert prediction_outputs(regress) == {"outputs": [0.25]}
-    classify = prediction_log_pb2.PredictionLog()
-    classification = classify.classify_log.response.result.classifications.add()
-    classification.classes.add(label="a", score=0.75)
-    classification.classes.add(label="b", score=0.25)
-    assert prediction_outputs(classify) == {"classes": ["a", "b"], "scores": [0.75, 0.25]}
-
-
-def test_unsupported_log_kinds_are_named():
-    log = prediction_log_pb2.PredictionLog()
-    log.multi_inference_log.SetInParent()
-    with pytest.raises(ValueError, match="multi_inference_log"):
-        prediction_outputs(log)
+def test_an_output_without_a_batch_dimension_is_named():
+    with pytest.raises(ValueError, match="output 'y' has shape \\(\\); expected a first \\(batch\\) dimension of 2"):
+        outputs_by_example({"y": np.float32(1.0)}, 2)
+    with pytest.raises(ValueError, match="dimension of 3"):
+        outputs_by_example({"y": np.zeros((2, 1))}, 3)

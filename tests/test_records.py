@@ -71,7 +71,11 @@ def test_csv_reads_against_the_header():
 
 def test_tfrecord_key_feature_is_taken_out():
     raw = encode_example({"key": "dev-9", "x": 4.0, "ids": [1, 2]})
-    assert parse_tfrecord(raw, "key") == ("dev-9", {"x": 4.0, "ids": [1, 2]})
+    key, features, model_input = parse_tfrecord(raw, "key")
+    assert (key, features) == ("dev-9", {"x": 4.0, "ids": [1, 2]})
+    assert decode_example(model_input) == {"x": 4.0, "ids": [1, 2]}, "the key never reaches the model"
+    unkeyed = encode_example({"x": 4.0})
+    assert parse_tfrecord(unkeyed, "key").model_input is unkeyed, "an Example without a key goes to the model as read"
     with pytest.raises(RecordError, match="not a serialized tf.train.Example"):
         parse_tfrecord(b"\xff\xfe garbage", "key")
     with pytest.raises(RecordError, match="no features"):

@@ -49,7 +49,11 @@ def _text_if_utf8(value: bytes) -> str | bytes:
 
 def decode_example(data: bytes) -> dict[str, Any]:
     """The features of a serialized tf.train.Example: one value as a scalar, several as a list."""
-    example = example_pb2.Example.FromString(data)
+    return example_features(example_pb2.Example.FromString(data))
+
+
+def example_features(example: example_pb2.Example) -> dict[str, Any]:
+    """The features of a tf.train.Example: one value as a scalar, several as a list."""
     features = {}
     for name, feature in example.features.feature.items():
         values = _values(feature)

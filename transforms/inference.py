@@ -7,13 +7,13 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
-from tensorflow_serving.apis import prediction_log_pb2
 from tfx_bsl.public.beam.run_inference import CreateModelHandler
 from tfx_bsl.public.proto import model_spec_pb2
 
 from transforms.config import Batching, ModelSpec
 from transforms.dead_letters import record_dead_letter
 from transforms.model_cache import stage_model
+from transforms.postprocess import outputs_by_example
 from transforms.records import Record
 
 INFERENCE_STAGE = "inference"
@@ -86,6 +86,19 @@ class IsolatingModelHandler(_DelegatingModelHandler):
             return _failure(error)
 
 
+class OutputsModelHandler(_DelegatingModelHandler):
+    """tfx-bsl's handler without its PredictionLog post-processing: each example's outputs as plain lists.
+
+    tfx-bsl still loads the model, resolves the signature and runs the session; only the step that
+    builds one TensorProto per example per output (which the rows would read straight back) is left
+    out. It was half of a pipeline's time (benchmarks/README.md).
+    """
+
+    def run_inference(self, batch: Sequence[Any], model: Any, inference_args=None) -> list[dict[str, list]]:
+        serialized = [e if isinstance(e, bytes) else e.SerializeToString() for e in batch]
+        return outputs_by_example(self._base._run_inference(batch, serialized, model), len(batch))
+
+
 class StagedModelHandler(_DelegatingModelHandler):
     """Stages a gs:// model into the worker's local cache before the wrapped handler loads it from there."""
 
@@ -125,12 +138,12 @@ class _SplitFailures(beam.DoFn):
 
     def process(self, element: tuple[Pending, Any]) -> Iterable[Any]:
         pending, result = element
-        if isinstance(result, prediction_log_pb2.PredictionLog):
-            yield pending, result
-        else:
+        if isinstance(result, InferenceFailure):
             yield beam.pvalue.TaggedOutput(
                 DEAD_LETTERS, record_dead_letter(INFERENCE_STAGE, result, pending.record, self._model_name)
             )
+        else:
+            yield pending, result
 
 
 def _batch_dead_letters(failed: tuple[list, BaseException], model_name: str) -> Iterable[Any]:
@@ -140,20 +153,23 @@ def _batch_dead_letters(failed: tuple[list, BaseException], model_name: str) -> 
 
 
 class Predict(beam.PTransform):
-    """(Pending, serialized Example) through one model: (Pending, PredictionLog) out, and dead letters.
+    """(Pending, serialized Example) through one model, and dead letters for the examples it fails on.
 
+    Out come (Pending, PredictionLog) pairs with `prediction_logs`, else (Pending, {alias: values}).
     tfx-bsl's model handler is the engine; Beam's RunInference around it honours the batch sizes
     and keys each example with its Pending record, so nothing needs joining back afterwards.
     """
 
-    def __init__(self, model: ModelSpec, signature_name: str, batching: Batching):
+    def __init__(self, model: ModelSpec, signature_name: str, batching: Batching, prediction_logs: bool = False):
         super().__init__()
         self._model = model
         # tfx-bsl reads the model's signatures when its handler is built, so a gs:// model is staged here
         # (in the launcher) too; every worker then stages it into the same local path before loading.
         local_path = stage_model(model.uri)
-        tfx_handler = CreateModelHandler(inference_spec(local_path, signature_name, batching))
-        self._handler = KeyedModelHandler(IsolatingModelHandler(StagedModelHandler(tfx_handler, model.uri, local_path)))
+        handler = CreateModelHandler(inference_spec(local_path, signature_name, batching))
+        if not prediction_logs:
+            handler = OutputsModelHandler(handler)
+        self._handler = KeyedModelHandler(IsolatingModelHandler(StagedModelHandler(handler, model.uri, local_path)))
 
     def expand(self, examples: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         results, failed = (

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
 import apache_beam as beam
 
@@ -11,63 +10,55 @@ from transforms.config import InferenceConfig, ModelSpec
 from transforms.dead_letters import record_dead_letter
 from transforms.examples import encode_example
 from transforms.inference import DEAD_LETTERS, Pending, Predict
-from transforms.postprocess import ModelPrediction, prediction_outputs
+from transforms.postprocess import ModelPrediction
 
 ENCODE_STAGE = "encode"
 CHAIN_STAGE = "chain"
-POSTPROCESS_STAGE = "postprocess"
 
 
-def record_features(pending: Pending) -> Mapping[str, Any]:
-    """The record's own features: what the first (or only) model sees."""
-    return pending.record.features
+def record_example(pending: Pending) -> bytes:
+    """What the first (or only) model sees: the record's own features, as a serialized Example."""
+    return pending.record.model_input or encode_example(pending.record.features)
 
 
-class ChainedFeatures:
-    """The record's features with `feature` set to the previous model's output `output` (multi_sequence)."""
+class ChainedExample:
+    """multi_sequence: the record's features, `feature` set to the previous model's `output`, as an Example."""
 
     def __init__(self, feature: str, output: str):
         self.feature = feature
         self.output = output
 
-    def __call__(self, pending: Pending) -> Mapping[str, Any]:
+    def __call__(self, pending: Pending) -> bytes:
         previous = pending.predictions[-1]
         if self.output not in previous.outputs:
             raise ValueError(f"model {previous.model} returned no output {self.output!r} to chain")
-        return {**pending.record.features, self.feature: previous.outputs[self.output]}
+        return encode_example({**pending.record.features, self.feature: previous.outputs[self.output]})
 
 
 class _ModelInput(beam.DoFn):
-    def __init__(self, stage: str, features_of: Callable[[Pending], Mapping[str, Any]]):
+    def __init__(self, stage: str, example_of: Callable[[Pending], bytes]):
         self._stage = stage
-        self._features_of = features_of
+        self._example_of = example_of
 
     def process(self, pending: Pending) -> Iterable:
         try:
-            yield pending, encode_example(self._features_of(pending))
+            yield pending, self._example_of(pending)
         except Exception as error:
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, record_dead_letter(self._stage, error, pending.record))
 
 
-def encode(pending: beam.PCollection, label: str, stage: str, features_of) -> tuple:
+def encode(pending: beam.PCollection, label: str, stage: str, example_of) -> tuple:
     """(Pending, serialized Example) pairs, and dead letters for records whose Example cannot be built."""
-    return pending | label >> beam.ParDo(_ModelInput(stage, features_of)).with_outputs(DEAD_LETTERS, main="examples")
+    return pending | label >> beam.ParDo(_ModelInput(stage, example_of)).with_outputs(DEAD_LETTERS, main="examples")
 
 
-class _CollectPrediction(beam.DoFn):
+class _Collected:
     def __init__(self, model_name: str):
         self._model_name = model_name
 
-    def process(self, element) -> Iterable:
-        pending, log = element
-        try:
-            prediction = ModelPrediction(self._model_name, prediction_outputs(log))
-        except Exception as error:
-            yield beam.pvalue.TaggedOutput(
-                DEAD_LETTERS, record_dead_letter(POSTPROCESS_STAGE, error, pending.record, self._model_name)
-            )
-            return
-        yield pending._replace(predictions=(*pending.predictions, prediction))
+    def __call__(self, element: tuple[Pending, dict]) -> Pending:
+        pending, outputs = element
+        return pending._replace(predictions=(*pending.predictions, ModelPrediction(self._model_name, outputs)))
 
 
 class PredictAndCollect(beam.PTransform):
@@ -79,13 +70,10 @@ class PredictAndCollect(beam.PTransform):
         self._config = config
 
     def expand(self, examples: beam.PCollection):
-        logs, failures = examples | "Predict" >> Predict(
+        outputs, failures = examples | "Predict" >> Predict(
             self._model, self._config.signature_name, self._config.batching
         )
-        pending, collect_failures = logs | "PostProcess" >> beam.ParDo(
-            _CollectPrediction(self._model.name)
-        ).with_outputs(DEAD_LETTERS, main="pending")
-        return pending, (failures, collect_failures) | "DeadLetters" >> beam.Flatten()
+        return outputs | "Collect" >> beam.Map(_Collected(self._model.name)), failures
 
 
 class PredictionLogs(beam.PTransform):
@@ -98,9 +86,11 @@ class PredictionLogs(beam.PTransform):
     def expand(self, records: beam.PCollection):
         model = self._config.models[0]
         examples, encode_failures = encode(
-            records | "Pending" >> beam.Map(Pending), "Encode", ENCODE_STAGE, record_features
+            records | "Pending" >> beam.Map(Pending), "Encode", ENCODE_STAGE, record_example
         )
-        logs, failures = examples | model.name >> Predict(model, self._config.signature_name, self._config.batching)
+        logs, failures = examples | model.name >> Predict(
+            model, self._config.signature_name, self._config.batching, prediction_logs=True
+        )
         return logs, (encode_failures, failures) | "DeadLetters" >> beam.Flatten()
 
 
@@ -121,11 +111,11 @@ class SequentialPredictions(beam.PTransform):
         dead_letters = []
         for index, model in enumerate(self._config.models):
             if index == 0:
-                stage, features_of = ENCODE_STAGE, record_features
+                stage, example_of = ENCODE_STAGE, record_example
             else:
                 stage = CHAIN_STAGE
-                features_of = ChainedFeatures(self._config.chain_feature, self._chain_outputs[index - 1])
-            examples, encode_failures = encode(pending, f"Encode {model.name}", stage, features_of)
+                example_of = ChainedExample(self._config.chain_feature, self._chain_outputs[index - 1])
+            examples, encode_failures = encode(pending, f"Encode {model.name}", stage, example_of)
             pending, failures = examples | model.name >> PredictAndCollect(model, self._config)
             dead_letters += [encode_failures, failures]
         return pending, dead_letters | "DeadLetters" >> beam.Flatten()
@@ -155,7 +145,7 @@ class ParallelPredictions(beam.PTransform):
 
     def expand(self, records: beam.PCollection):
         examples, encode_failures = encode(
-            records | "Pending" >> beam.Map(Pending), "Encode", ENCODE_STAGE, record_features
+            records | "Pending" >> beam.Map(Pending), "Encode", ENCODE_STAGE, record_example
         )
         pending = examples | "KeepExample" >> beam.Map(_keeping_example)
         dead_letters = [encode_failures]

@@ -1,12 +1,11 @@
-"""Post-processing: a PredictionLog turned into the model's outputs as plain lists of values."""
+"""Post-processing: a batch of model outputs turned into each example's outputs as plain lists of values."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
-from tensorflow.python.framework.tensor_util import MakeNdarray
-from tensorflow_serving.apis import prediction_log_pb2
 
 
 class ModelPrediction(NamedTuple):
@@ -16,27 +15,20 @@ class ModelPrediction(NamedTuple):
     outputs: dict[str, list]
 
 
-def _plain(values: np.ndarray) -> list:
-    if values.dtype.kind in "SO":
-        return [v.decode("utf-8", errors="backslashreplace") if isinstance(v, bytes) else v for v in values.ravel()]
-    return values.ravel().tolist()
-
-
-def prediction_outputs(log: prediction_log_pb2.PredictionLog) -> dict[str, list]:
-    """The outputs of one example's PredictionLog, by output alias (predict, regress and classify logs)."""
-    kind = log.WhichOneof("log_type")
-    if kind == "predict_log":
-        return {
-            alias: _plain(MakeNdarray(tensor)) for alias, tensor in sorted(log.predict_log.response.outputs.items())
-        }
-    if kind == "regress_log":
-        return {"outputs": [r.value for r in log.regress_log.response.result.regressions]}
-    if kind == "classify_log":
-        classes = [
-            c for classification in log.classify_log.response.result.classifications for c in classification.classes
+def _rows(alias: str, values: np.ndarray, batch_size: int) -> list[list]:
+    if values.ndim < 1 or values.shape[0] != batch_size:
+        raise ValueError(
+            f"output {alias!r} has shape {values.shape}; expected a first (batch) dimension of {batch_size}"
+        )
+    rows = values.reshape(batch_size, -1)
+    if rows.dtype.kind in "SO":
+        return [
+            [v.decode("utf-8", errors="backslashreplace") if isinstance(v, bytes) else v for v in row] for row in rows
         ]
-        return {
-            "classes": [c.label for c in classes],
-            "scores": [c.score for c in classes],
-        }
-    raise ValueError(f"PredictionLog of kind {kind!r} is not supported; expected a predict, regress or classify log")
+    return rows.tolist()
+
+
+def outputs_by_example(outputs: Mapping[str, np.ndarray], batch_size: int) -> list[dict[str, list]]:
+    """Per example of the batch: output alias -> that example's values, flattened, as Python numbers or text."""
+    rows = {alias: _rows(alias, values, batch_size) for alias, values in sorted(outputs.items())}
+    return [{alias: values[i] for alias, values in rows.items()} for i in range(batch_size)]

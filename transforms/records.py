@@ -8,21 +8,35 @@ import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from tensorflow.core.example import example_pb2
+
 from transforms.config import FeatureTypes
-from transforms.examples import decode_example
+from transforms.examples import example_features
 
 Value = float | int | str | bytes
 FeatureValue = Value | list[Value]
 
 
 class Record(NamedTuple):
-    """A parsed input record. `id` is unique per record read, so joins never mix records with equal keys."""
+    """A parsed input record: a unique id, its key, its typed features, and the record as read.
+
+    `model_input` is the serialized Example to feed the model when the record already was one.
+    """
 
     id: str
     key: str | None
     features: dict[str, FeatureValue]
     raw: bytes
     source: str
+    model_input: bytes | None = None
+
+
+class Parsed(NamedTuple):
+    """What parsing a record yields: its key, its features, and a ready model input when there is one."""
+
+    key: str | None
+    features: dict[str, FeatureValue]
+    model_input: bytes | None = None
 
 
 class RecordError(ValueError):
@@ -115,12 +129,20 @@ def parse_csv(
     return key, typed_features(fields, types, from_text=True)
 
 
-def parse_tfrecord(raw: bytes, key_field: str) -> tuple[str | None, dict[str, FeatureValue]]:
-    """A serialized tf.train.Example; the key, when present, is its `key_field` feature."""
+def parse_tfrecord(raw: bytes, key_field: str) -> Parsed:
+    """A serialized tf.train.Example; the key, when present, is its `key_field` feature.
+
+    The Example goes to the model as it came, re-serialized only when its key must be taken out.
+    """
     try:
-        features = decode_example(raw)
+        example = example_pb2.Example.FromString(raw)
     except Exception as error:
         raise RecordError(f"record is not a serialized tf.train.Example: {error}") from None
+    features = example_features(example)
+    model_input = raw
+    if key_field in example.features.feature:
+        del example.features.feature[key_field]
+        model_input = example.SerializeToString()
     key = features.pop(key_field, None)
     if isinstance(key, list):
         raise RecordError(f"key feature {key_field!r} has {len(key)} values; expected one")
@@ -128,15 +150,13 @@ def parse_tfrecord(raw: bytes, key_field: str) -> tuple[str | None, dict[str, Fe
         key = key.decode("utf-8", errors="backslashreplace")
     if not features:
         raise RecordError("record has no features")
-    return _key_text(key, key_field), features
+    return Parsed(_key_text(key, key_field), features, model_input)
 
 
-def parse_record(
-    kind: str, raw: bytes, key_field: str, types: FeatureTypes, header: Sequence[str] = ()
-) -> tuple[str | None, dict[str, FeatureValue]]:
-    """One record of `kind` (csv, jsonl or tfrecord): its key and typed features."""
+def parse_record(kind: str, raw: bytes, key_field: str, types: FeatureTypes, header: Sequence[str] = ()) -> Parsed:
+    """One record of `kind` (csv, jsonl or tfrecord): its key, typed features and any ready model input."""
     if kind == "csv":
-        return parse_csv(raw, header, key_field, types)
+        return Parsed(*parse_csv(raw, header, key_field, types))
     if kind == "jsonl":
-        return parse_jsonl(raw, key_field, types)
+        return Parsed(*parse_jsonl(raw, key_field, types))
     return parse_tfrecord(raw, key_field)

@@ -147,14 +147,14 @@ class _ParseRecords(beam.DoFn):
         self._records_read.inc()
         raw = self._unpack(element)
         try:
-            key, features = parse_record(self._kind, raw.data, self._key_field, self._types, self._header)
+            key, features, model_input = parse_record(self._kind, raw.data, self._key_field, self._types, self._header)
             key = raw.key or key
             if self._requires_key and key is None:
                 raise RecordError(f"record has no key field {self._key_field!r}, which --pattern=keyed needs")
         except Exception as error:  # every bad record becomes a dead letter, whatever broke on it
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(PARSE_STAGE, error, raw.data, raw.source))
             return
-        yield Record(raw.id or uuid.uuid4().hex, key, features, raw.data, raw.source)
+        yield Record(raw.id or uuid.uuid4().hex, key, features, raw.data, raw.source, model_input)
 
 
 class _ReadFile(beam.DoFn):

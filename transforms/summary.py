@@ -113,10 +113,13 @@ def summary_table(summary: RunSummary, pattern: str, seconds: float, streaming: 
         # their rows and dead letters are written (the streaming tests count them on the topics).
         lines.append("  (local streaming counts are the DirectRunner's metrics, which can lag; Dataflow's do not)")
     if summary.models:
-        lines.append("  model                inferences  batches  mean batch  mean batch ms  max batch ms  load ms")
+        lines.append(
+            "  model                inferences  batches  mean batch  mean batch ms  max batch ms  loads  load ms"
+        )
         for name, m in summary.models.items():
             lines.append(
                 f"  {name:<20} {m.inferences:>10} {m.batches:>8} {m.mean_batch_size:>11.1f}"
-                f" {m.mean_batch_latency_ms:>14.2f} {m.max_batch_latency_ms:>13.2f} {m.mean_load_ms:>8.0f}"
+                f" {m.mean_batch_latency_ms:>14.2f} {m.max_batch_latency_ms:>13.2f}"
+                f" {m.model_loads:>6} {m.mean_load_ms:>8.0f}"
             )
     return "\n".join(lines)
