@@ -10,7 +10,7 @@ DEMO_OUT := out/demo
 RUN := $(PY) main.py
 comma := ,
 
-.PHONY: venv demo demo-stream models data test lint format lock readme metadata template-spec graph checkov provider-schemas terraform-check clean
+.PHONY: venv bench demo demo-stream models data test lint format lock readme metadata template-spec graph checkov provider-schemas terraform-check clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ lint: $(INSTALLED)
 format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The benchmark (a few minutes per 100k records): results/latest.{md,png} and a JSON per run.
+RECORDS ?= 200000
+REPEATS ?= 3
+bench: $(INSTALLED)
+	$(PY) -m benchmarks.bench --records=$(RECORDS) --repeats=$(REPEATS)
 
 # Offline infrastructure tools, kept apart from the project's virtualenv:
 # checkov in its own (its python-hcl2 fork would shadow the real one), the provider schemas read from wheels.

@@ -1,0 +1,1 @@
+"""The benchmark: this project's patterns against the model's own limit, Beam's floor and the naive DoFn."""
