@@ -44,7 +44,7 @@ resource "google_pubsub_subscription_iam_member" "worker" {
 }
 
 resource "google_pubsub_topic_iam_member" "worker" {
-  for_each = merge(google_pubsub_topic.output, google_pubsub_topic.dead_letter)
+  for_each = { for role, topic in google_pubsub_topic.streaming : role => topic if role != "input" }
   topic    = each.value.name
   role     = "roles/pubsub.publisher"
   member   = google_service_account.worker.member

@@ -32,8 +32,8 @@ output "pubsub" {
   description = "Streaming topics and subscription (empty unless enable_streaming)."
   value = {
     input_subscription = [for s in google_pubsub_subscription.input : s.id]
-    output_topic       = [for t in google_pubsub_topic.output : t.id]
-    dead_letter_topic  = [for t in google_pubsub_topic.dead_letter : t.id]
+    output_topic       = [for role, t in google_pubsub_topic.streaming : t.id if role == "output"]
+    dead_letter_topic  = [for role, t in google_pubsub_topic.streaming : t.id if role == "dead_letter"]
   }
 }
 

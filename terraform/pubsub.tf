@@ -1,20 +1,24 @@
 # Streaming: records in through a subscription, prediction rows and dead letters out through topics.
 locals {
-  streaming = var.enable_streaming ? toset(["enabled"]) : toset([])
+  topics = var.enable_streaming ? {
+    input       = "${var.name}-input"
+    output      = "${var.name}-predictions"
+    dead_letter = "${var.name}-dead-letters"
+  } : {}
 }
 
-resource "google_pubsub_topic" "input" {
-  for_each     = local.streaming
-  name         = "${var.name}-input"
+resource "google_pubsub_topic" "streaming" {
+  for_each     = local.topics
+  name         = each.value
   kms_key_name = var.kms_key_name
   labels       = local.labels
   depends_on   = [google_project_service.apis]
 }
 
 resource "google_pubsub_subscription" "input" {
-  for_each                   = local.streaming
+  for_each                   = { for role, topic in google_pubsub_topic.streaming : role => topic if role == "input" }
   name                       = "${var.name}-input"
-  topic                      = google_pubsub_topic.input[each.key].id
+  topic                      = each.value.id
   ack_deadline_seconds       = 60
   message_retention_duration = "604800s"
   labels                     = local.labels
@@ -22,20 +26,4 @@ resource "google_pubsub_subscription" "input" {
   expiration_policy {
     ttl = ""
   }
-}
-
-resource "google_pubsub_topic" "output" {
-  for_each     = local.streaming
-  name         = "${var.name}-predictions"
-  kms_key_name = var.kms_key_name
-  labels       = local.labels
-  depends_on   = [google_project_service.apis]
-}
-
-resource "google_pubsub_topic" "dead_letter" {
-  for_each     = local.streaming
-  name         = "${var.name}-dead-letters"
-  kms_key_name = var.kms_key_name
-  labels       = local.labels
-  depends_on   = [google_project_service.apis]
 }
