@@ -19,6 +19,7 @@ RUN pip install --no-cache-dir --require-hashes -r requirements.txt \
 COPY pyproject.toml main.py ./
 COPY transforms/ transforms/
 COPY tools/ tools/
+COPY schemas/bigquery/ schemas/bigquery/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && pip check \
     && python -c "import main, transforms.pipeline"

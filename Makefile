@@ -10,7 +10,7 @@ DEMO_OUT := out/demo
 RUN := $(PY) main.py
 comma := ,
 
-.PHONY: venv bench demo demo-stream models data test lint format lock readme metadata template-spec graph checkov provider-schemas terraform-check clean
+.PHONY: venv bqemulator bench demo demo-stream models data test lint format lock readme metadata template-spec graph checkov provider-schemas terraform-check clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,11 +74,22 @@ $(SCHEMAS): requirements/provider-schema.txt tools/provider_schema.py $(INSTALLE
 checkov: $(CHECKOV)
 provider-schemas: $(SCHEMAS)
 
+# The BigQuery emulator of the tests, in its own virtualenv, with DuckDB's extensions installed from PyPI wheels.
+BQEMULATOR := .venv-bqemulator/bin/bqemulator
+
+$(BQEMULATOR): requirements/bqemulator.txt
+	$(PYTHON) -m venv .venv-bqemulator
+	.venv-bqemulator/bin/pip install --quiet --require-hashes -r requirements/bqemulator.txt
+	.venv-bqemulator/bin/python -c "from duckdb_extensions import import_extension as i; i('spatial'); i('avro')"
+	touch $@
+
+bqemulator: $(BQEMULATOR)
+
 # terraform fmt, the provider-schema check and checkov, without the rest of the suite.
 terraform-check: $(CHECKOV) $(SCHEMAS)
 	$(BIN)/pytest tests/test_terraform.py tests/test_cloudbuild.py tests/test_table_schemas.py
 
-test: lint $(CHECKOV) $(SCHEMAS)
+test: lint $(CHECKOV) $(SCHEMAS) $(BQEMULATOR)
 	$(BIN)/pytest
 
 # Recompile the pins after editing requirements.in or requirements-dev.in.
@@ -109,4 +120,4 @@ graph: models data
 	@echo "graph written to out/graph/$(PATTERN).png"
 
 clean:
-	rm -rf $(VENV) .venv-checkov .tools build demo/models demo/data out .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov .venv-bqemulator .tools build demo/models demo/data out .pytest_cache .ruff_cache

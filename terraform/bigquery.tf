@@ -17,6 +17,26 @@ resource "google_bigquery_dataset" "inference" {
   depends_on = [google_project_service.apis]
 }
 
+# input_query's result table lives here while it is read (the template's temp_dataset parameter), so that Beam
+# never needs to create or delete datasets; leftovers of failed jobs expire after a day.
+resource "google_bigquery_dataset" "temp" {
+  dataset_id                  = "${var.dataset_id}_temp"
+  location                    = var.region
+  description                 = "Query results of the TFX RunInference template while a job reads them."
+  default_table_expiration_ms = 86400000
+  delete_contents_on_destroy  = true
+  labels                      = local.labels
+
+  dynamic "default_encryption_configuration" {
+    for_each = var.kms_key_name == null ? [] : [var.kms_key_name]
+    content {
+      kms_key_name = default_encryption_configuration.value
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
 locals {
   tables = {
     keyed_input  = "Records to score: a key column and one column per model feature (the post's pattern 3)."

@@ -1,5 +1,5 @@
 # The workers' identity, with only what a job needs: run as a Dataflow worker, read models and inputs and
-# write outputs in this bucket, write this dataset, read the image, and use this deployment's topics.
+# write outputs in this bucket, write this deployment's datasets, read the image, and use this deployment's topics.
 resource "google_service_account" "worker" {
   account_id   = "${var.name}-worker"
   display_name = "TFX RunInference Dataflow workers"
@@ -24,7 +24,8 @@ resource "google_storage_bucket_iam_member" "worker" {
 }
 
 resource "google_bigquery_dataset_iam_member" "worker" {
-  dataset_id = google_bigquery_dataset.inference.dataset_id
+  for_each   = { inference = google_bigquery_dataset.inference.dataset_id, temp = google_bigquery_dataset.temp.dataset_id }
+  dataset_id = each.value
   role       = "roles/bigquery.dataEditor"
   member     = google_service_account.worker.member
 }

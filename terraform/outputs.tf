@@ -28,6 +28,11 @@ output "tables" {
   value       = { for name, table in google_bigquery_table.tables : name => "${var.project_id}:${table.dataset_id}.${table.table_id}" }
 }
 
+output "temp_dataset" {
+  description = "PROJECT:DATASET to pass as temp_dataset with input_query."
+  value       = "${var.project_id}:${google_bigquery_dataset.temp.dataset_id}"
+}
+
 output "pubsub" {
   description = "Streaming topics and subscription (empty unless enable_streaming)."
   value = {

@@ -109,10 +109,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen, what: str, seconds: float = 60) -> None:
+def wait_for_port(port: int, process: subprocess.Popen | None, what: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             raise RuntimeError(f"{what} exited with code {process.returncode}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -127,6 +127,7 @@ class Gcs:
 
     env: dict
     client: object
+    disk: Path
 
     def upload_tree(self, local: Path, bucket: str, prefix: str) -> None:
         for path in sorted(Path(local).rglob("*")):
@@ -142,10 +143,12 @@ class Gcs:
 
 
 @contextlib.contextmanager
-def background_server(command: list[str], port: int, what: str, log_path: Path):
+def background_server(command: list[str], port: int, what: str, log_path: Path, env: dict | None = None):
     """A local server in its own process group, up when entered and stopped (with its children) on exit."""
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+        )
         try:
             wait_for_port(port, process, what)
             yield process
@@ -180,15 +183,86 @@ def gcs(tmp_path_factory):
     port = free_port()
     folder = tmp_path_factory.mktemp("gcs")
     command = [str(Path(sys.executable).parent / "gcp-storage-emulator"), "start", "--host=127.0.0.1"]
-    command += [f"--port={port}", "--in-memory"]
+    command += [f"--port={port}"]
     env = {
         "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}",
         "TFX_INFERENCE_TEST_ANONYMOUS": "1",
         "PYTHONPATH": str(ROOT / "tests" / "emulators"),
         "TFX_INFERENCE_MODEL_CACHE": str(folder / "model-cache"),
     }
-    with background_server(command, port, "gcp-storage-emulator", folder / "emulator.log"), emulated_environment(env):
-        yield Gcs(env, storage.Client.create_anonymous_client())
+    # Objects are kept on disk, under folder/.cloudstorage/BUCKET/NAME, where the BigQuery emulator reads loads from.
+    with (
+        background_server(
+            command, port, "gcp-storage-emulator", folder / "emulator.log", {"STORAGE_BASE": str(folder)}
+        ),
+        emulated_environment(env),
+    ):
+        yield Gcs(env, storage.Client.create_anonymous_client(), folder / ".cloudstorage")
+
+
+@dataclass
+class BigQuery:
+    """A running bqemulator: its env for main.py, and a client to make datasets and tables and to query them."""
+
+    env: dict
+    project: str = "test-project"
+
+    def __post_init__(self):
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import bigquery
+
+        self.client = bigquery.Client(
+            project=self.project,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=self.env["BIGQUERY_EMULATOR_HOST"]),
+        )
+
+    def dataset(self, name: str) -> str:
+        """A new, empty dataset (tests keep their data in throwaway datasets)."""
+        self.client.create_dataset(f"{self.project}.{name}")
+        return name
+
+    def table(self, dataset: str, name: str, fields: list[dict], rows: list[dict]) -> str:
+        """A table of these fields holding `rows`; returns its PROJECT:DATASET.TABLE spec."""
+        from google.cloud import bigquery
+
+        table = bigquery.Table(
+            f"{self.project}.{dataset}.{name}", [bigquery.SchemaField.from_api_repr(f) for f in fields]
+        )
+        self.client.create_table(table)
+        if rows:
+            errors = self.client.insert_rows_json(table, rows)
+            assert not errors, errors
+        return f"{self.project}:{dataset}.{name}"
+
+    def rows(self, table: str) -> list[dict]:
+        project_dataset_table = table.replace(":", ".")
+        return [dict(row) for row in self.client.query(f"SELECT * FROM `{project_dataset_table}`").result()]
+
+
+@pytest.fixture(scope="session")
+def bigquery(gcs, tmp_path_factory):
+    """bqemulator (REST and Storage Read gRPC) on loopback ports, reading load files from the GCS emulator's disk."""
+    executable = ROOT / ".venv-bqemulator" / "bin" / "bqemulator"
+    if not executable.exists():
+        pytest.skip("the BigQuery tests need bqemulator: run `make bqemulator` (make test does)")
+    rest, grpc_port = free_port(), free_port()
+    folder = tmp_path_factory.mktemp("bigquery")
+    command = [str(executable), "start", f"--rest-port={rest}", f"--grpc-port={grpc_port}", "--project=test-project"]
+    command += ["--log-level=warning"]
+    env = {
+        **gcs.env,
+        "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{rest}",
+        "TFX_INFERENCE_TEST_BIGQUERY_GRPC": f"127.0.0.1:{grpc_port}",
+    }
+    server_env = {"BQEMU_GCS_LOCAL_ROOT": str(gcs.disk)}
+    with (
+        background_server(command, rest, "bqemulator", folder / "emulator.log", server_env),
+        emulated_environment(env),
+    ):
+        wait_for_port(grpc_port, None, "bqemulator's gRPC port")
+        yield BigQuery(env)
 
 
 @dataclass

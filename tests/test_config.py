@@ -46,8 +46,11 @@ def test_explicit_names_and_dead_letter():
         (["--pattern=keyed", "--model_uris=a", "--key_attribute=device"], "names a Pub/Sub message attribute"),
         (
             ["--pattern=keyed", "--model_uris=a", "--dead_letter=d", "--dead_letter_topic=projects/p/topics/t"],
-            "not both",
+            "dead letters go to one place",
         ),
+        (["--pattern=keyed", "--model_uris=a", "--input_table=p:d.t"], "exactly one source"),
+        (["--pattern=keyed", "--model_uris=a", "--temp_dataset=p:d"], "only used by --input_query"),
+        (["--pattern=predict", "--model_uris=a", "--output_table=p:d.t"], "use --pattern=postprocess"),
     ],
 )
 def test_bad_combinations_are_rejected_with_the_fix(argv, message):
@@ -67,7 +70,7 @@ def test_single_model_patterns_need_exactly_one():
 def test_streaming_needs_topics_and_refuses_files():
     parser = build_parser()
     streaming = ["--pattern=keyed", "--model_uris=a", "--input_subscription=projects/p/subscriptions/s"]
-    with pytest.raises(ParameterError, match="give --output_topic and --dead_letter_topic"):
+    with pytest.raises(ParameterError, match="instead of --output/--dead_letter"):
         config_from_args(parser.parse_args([*streaming, "--output=out/x"]))
     with pytest.raises(ParameterError, match="a place for the results"):
         config_from_args(parser.parse_args(streaming))
@@ -79,3 +82,25 @@ def test_streaming_needs_topics_and_refuses_files():
         )
     )
     assert config.streaming and config.dead_letter is None and config.output is None
+
+
+def test_bigquery_sources_and_sinks():
+    parser = build_parser()
+    table = ["--pattern=keyed", "--model_uris=a", "--input_table=p:d.t", "--output_table=p:d.rows"]
+    with pytest.raises(ParameterError, match="a place for dead letters"):
+        config_from_args(parser.parse_args(table))
+    config = config_from_args(parser.parse_args([*table, "--dead_letter_table=p:d.dead"]))
+    assert (config.input, config.input_table, config.output_table, config.dead_letter_table) == (
+        None,
+        "p:d.t",
+        "p:d.rows",
+        "p:d.dead",
+    )
+    assert config.dead_letter is None and not config.streaming
+    query = ["--pattern=keyed", "--model_uris=a", "--input_query=SELECT key, x FROM d.t", "--output=o"]
+    with pytest.raises(ParameterError, match="needs --temp_dataset=PROJECT:DATASET"):
+        config_from_args(parser.parse_args(query))
+    assert config_from_args(parser.parse_args([*query, "--temp_dataset=p:scratch"])).temp_dataset == "p:scratch"
+    delete = ["--pattern=keyed", "--model_uris=a", "--input_query=DELETE FROM d.t WHERE true", "--temp_dataset=d"]
+    with pytest.raises(ParameterError, match="must be one SELECT"):
+        config_from_args(parser.parse_args([*delete, "--output=o"]))

@@ -42,3 +42,24 @@ def test_parameter_errors_fail_before_submission(run_main, demo_models, demo_dat
     assert run.returncode == 2
     assert "runs two or more models" in run.stderr
     assert "submitted" not in run.stdout
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["--input_table=test-project:source.devices", "--input_query=SELECT key, x FROM `test-project.source.devices`"],
+)
+def test_bigquery_sources_and_sinks_translate_for_dataflow(run_main, models_for, source):
+    """The query source cannot run against bqemulator (it does not fill a query job's destination table),
+    so its translation is what is proven here."""
+    run = run_main(
+        "--pattern=keyed",
+        f"--model_uris={models_for('keyed')}",
+        source,
+        *(["--temp_dataset=test-project:scratch"] if "query" in source else []),
+        "--output_table=test-project:inference.predictions",
+        "--dead_letter_table=test-project:inference.dead_letters",
+        *DATAFLOW,
+        output=None,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "pattern keyed submitted to DataflowRunner" in run.stdout

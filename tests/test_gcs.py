@@ -43,7 +43,7 @@ def test_keyed_with_gs_everywhere(run_main, gcs, bucket):
         assert_close(row["predictions"][0]["outputs"]["y"][0], 5 * row["input"]["x"])
     letters = gcs.read_jsonl(bucket, "dead/keyed")
     assert [(d["key"], d["stage"], d["source"]) for d in letters] == [
-        (None, "parse", f"gs://{bucket}/input/mixed.jsonl")
+        ("bad", "parse", f"gs://{bucket}/input/mixed.jsonl")
     ]
     assert "records read              21" in run.stdout
 

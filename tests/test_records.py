@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import math
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -10,7 +12,7 @@ from hypothesis import strategies as st
 
 from transforms.config import FeatureTypes
 from transforms.examples import decode_example, encode_example
-from transforms.records import RecordError, parse_csv, parse_jsonl, parse_tfrecord
+from transforms.records import RecordError, parse_csv, parse_fields, parse_jsonl, parse_tfrecord
 
 FLOATS = FeatureTypes()
 MIXED = FeatureTypes.parse("float", "count:int,name:bytes")
@@ -67,6 +69,38 @@ def test_csv_reads_against_the_header():
         parse_csv(b"dev-1,abc,a", header, "key", MIXED)
     with pytest.raises(RecordError, match="not a finite number"):
         parse_csv(b"dev-1,nan,a", header, "key", MIXED)
+
+
+def test_bigquery_rows_keep_their_column_types():
+    row = {"key": 7, "x": Decimal("2.5"), "count": 3, "name": b"\xff\x00", "v": [1.0, 2.0]}
+    key, features, model_input = parse_fields(row, "key", MIXED)
+    assert (key, model_input) == ("7", None)
+    assert features == {"x": 2.5, "count": 3, "name": b"\xff\x00", "v": [1.0, 2.0]}, "BYTES stay bytes"
+    assert row["key"] == 7, "the row itself is left as read"
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"key": "k", "x": None}, "is null"),
+        ({"key": "k", "x": datetime.datetime(2026, 1, 1)}, "should be a number"),
+        ({"key": "k", "x": float("nan")}, "not a finite number"),
+        ({"key": "k", "x": Decimal("1e400")}, "not a finite number"),
+        ({"key": "k", "x": Decimal("1e39")}, "overflows a 32-bit float"),
+        ({"key": "k", "x": "7.5"}, "should be a number"),
+        ({"key": "k", "x": []}, "empty list"),
+        ({"key": "k", "x": {"nested": 1.0}}, "should be a number"),
+        ({"key": "k"}, "no features"),
+        ({"key": "k", "count": 2.5}, "whole number"),
+        ({"key": "k", "name": 5}, "should be a string"),
+        ({"key": b"k", "x": 1.0}, "key field 'key' should be a string or an integer"),
+    ],
+)
+def test_bad_bigquery_rows_raise_record_errors_that_keep_the_key(row, message):
+    with pytest.raises(RecordError, match=message) as raised:
+        parse_fields(row, "key", MIXED)
+    if isinstance(row["key"], str):
+        assert raised.value.key == "k", "the dead letter still says whose row it was"
 
 
 def test_tfrecord_key_feature_is_taken_out():

@@ -108,5 +108,5 @@ def test_a_batch_run_can_publish_its_rows_and_dead_letters(pubsub, run_main, mod
     assert sorted(row["key"] for row in rows) == [f"device-{i:03d}" for i in range(100)]
     for row in rows:
         assert_close(row["predictions"][1]["outputs"]["y"][0], 50 * row["input"]["x"])
-    assert [(d["key"], d["stage"]) for d in letters] == [(None, "parse")]
+    assert [(d["key"], d["stage"]) for d in letters] == [("bad", "parse")]
     assert "reconciled               yes" in run.stdout

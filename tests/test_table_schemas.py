@@ -70,3 +70,17 @@ def test_the_checker_itself_catches_drift():
         "key: int is not STRING",
         "input: REQUIRED but missing",
     ]
+
+
+def test_table_rows_fit_their_tables_in_both_write_methods():
+    from transforms.bigquery import dead_letter_table_row, prediction_table_row
+
+    record = Record("id", "device-1", {"x": 2.0}, b"raw", "src")
+    payload = row_json(prediction_row(record, [ModelPrediction("m", {"y": [10.0]})])).encode()
+    letter = dead_letter_json(dead_letter("write", ValueError("refused"), b"{}", "p:d.t"), "keyed").encode()
+    for json_as_text in (False, True):
+        row = prediction_table_row(payload, "message-1", json_as_text)
+        assert problems(row, schema("predictions")) == []
+        assert row["record_id"] == "message-1"
+        assert row["input"] == ('{"x": 2.0}' if json_as_text else {"x": 2.0})
+        assert problems(dead_letter_table_row(letter, None, json_as_text), schema("dead_letters")) == []

@@ -86,6 +86,17 @@ EXAMPLES = {
     ),
     "dead_letter_topic": (["projects/my-project/topics/dead-letters"], ["projects/my-project/topics/x"]),
     "key_attribute": (["device_id", "key"], ["", "two words"]),
+    "input_table": (
+        ["my-project:inference.keyed_input", "inference.keyed_input", "my-project:ds_2.table-1"],
+        ["", "my-project:inference", "my-project.inference.keyed_input", "a:b.c; DROP TABLE x", "bq://ds.t"],
+    ),
+    "output_table": (["my-project:inference.predictions"], ["inference", "my-project:inference.pre dictions"]),
+    "dead_letter_table": (["my-project:inference.dead_letters"], ["my-project:inference.`x`"]),
+    "input_query": (
+        ["SELECT key, x FROM `p.d.t`", "  select *\nfrom d.t where x > 0", "WITH a AS (SELECT 1 AS x) SELECT * FROM a"],
+        ["", "DELETE FROM d.t WHERE true", "DROP TABLE d.t", "selectx FROM t", "INSERT INTO d.t SELECT 1"],
+    ),
+    "temp_dataset": (["my-project:scratch", "scratch"], ["", "my-project:scratch.table", "my-project:"]),
 }
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from transforms.parameters import FEATURE_TYPES
+from transforms.parameters import FEATURE_TYPES, SELECT_QUERY
 
 SINGLE_MODEL_PATTERNS = ("predict", "postprocess", "keyed")
 MULTI_MODEL_PATTERNS = ("multi_parallel", "multi_sequence")
@@ -77,6 +78,11 @@ class InferenceConfig:
     batching: Batching = Batching()
     chain_feature: str = "x"
     chain_output: str | None = None
+    input_table: str | None = None
+    input_query: str | None = None
+    temp_dataset: str | None = None
+    output_table: str | None = None
+    dead_letter_table: str | None = None
 
     @property
     def requires_key(self) -> bool:
@@ -122,26 +128,65 @@ def models_from_args(pattern: str, model_uris: str, model_names: str | None) -> 
     return tuple(ModelSpec(uri, name) for uri, name in zip(uris, names, strict=True))
 
 
+_SOURCES = ("input", "input_table", "input_query", "input_subscription")
+_DEAD_LETTER_SINKS = ("dead_letter", "dead_letter_topic", "dead_letter_table")
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
+    return [f"--{name}" for name in names if getattr(args, name)]
+
+
 def _check_sources_and_sinks(args: argparse.Namespace) -> None:
-    if bool(args.input) == bool(args.input_subscription):
+    sources = _given(args, _SOURCES)
+    if len(sources) != 1:
         raise ParameterError(
-            "give exactly one source: --input (files, batch) or --input_subscription (Pub/Sub, streaming)"
+            "give exactly one source: --input (files), --input_table or --input_query (BigQuery, batch) or "
+            f"--input_subscription (Pub/Sub, streaming); got {', '.join(sources) or 'none'}"
         )
-    if not args.output and not args.output_topic:
-        raise ParameterError("give a place for the results: --output (files), --output_topic (Pub/Sub), or both")
-    if not (args.output or args.dead_letter or args.dead_letter_topic):
-        raise ParameterError("give a place for dead letters: --dead_letter (files) or --dead_letter_topic (Pub/Sub)")
-    if args.dead_letter and args.dead_letter_topic:
-        raise ParameterError("dead letters go to one place: give --dead_letter or --dead_letter_topic, not both")
-    if args.input and args.key_attribute:
-        raise ParameterError("--key_attribute names a Pub/Sub message attribute; files carry the key in --key_field")
+    if not (args.output or args.output_topic or args.output_table):
+        raise ParameterError(
+            "give a place for the results: --output (files), --output_topic (Pub/Sub), --output_table (BigQuery)"
+        )
+    dead_letter_sinks = _given(args, _DEAD_LETTER_SINKS)
+    if len(dead_letter_sinks) > 1:
+        raise ParameterError(f"dead letters go to one place: give one of {', '.join(dead_letter_sinks)}")
+    if not (args.output or dead_letter_sinks):
+        raise ParameterError(
+            "give a place for dead letters: --dead_letter (files), --dead_letter_topic (Pub/Sub) or "
+            "--dead_letter_table (BigQuery)"
+        )
+    if args.key_attribute and not args.input_subscription:
+        raise ParameterError(
+            "--key_attribute names a Pub/Sub message attribute; other sources carry the key in --key_field"
+        )
+    if args.input_query and not args.temp_dataset:
+        raise ParameterError(
+            "--input_query needs --temp_dataset=PROJECT:DATASET, a dataset in the queried tables' location that "
+            "holds the query's result while it is read (Terraform creates one)"
+        )
+    if args.input_query and not re.fullmatch(SELECT_QUERY, args.input_query):
+        raise ParameterError("--input_query must be one SELECT (or WITH ... SELECT) query; nothing else is run")
+    if args.temp_dataset and not args.input_query:
+        raise ParameterError("--temp_dataset is only used by --input_query; leave it out")
+    if args.output_table and args.pattern == "predict":
+        raise ParameterError(
+            "--pattern=predict writes PredictionLogs, which are not table rows: use --pattern=postprocess "
+            "with --output_table, or write PredictionLogs with --output or --output_topic"
+        )
     if args.input_subscription and (args.output or args.dead_letter):
         # RunInference's batching re-emits results at the end of the global window, so windowed files
-        # would never close; until that is solved and tested, streaming writes to topics only.
+        # would never close; until that is solved and tested, streaming writes to topics and tables only.
         raise ParameterError(
-            "a streaming run (--input_subscription) writes to Pub/Sub: give --output_topic and --dead_letter_topic "
-            "instead of --output/--dead_letter (windowed files are not supported in streaming yet)"
+            "a streaming run (--input_subscription) writes to Pub/Sub or BigQuery: give --output_topic or "
+            "--output_table, and --dead_letter_topic or --dead_letter_table, instead of --output/--dead_letter "
+            "(windowed files are not supported in streaming yet)"
         )
+
+
+def _default_dead_letter(args: argparse.Namespace) -> str | None:
+    if _given(args, _DEAD_LETTER_SINKS):
+        return args.dead_letter
+    return f"{args.output.rstrip('/')}_dead_letter"
 
 
 def config_from_args(args: argparse.Namespace) -> InferenceConfig:
@@ -158,7 +203,7 @@ def config_from_args(args: argparse.Namespace) -> InferenceConfig:
         input=args.input,
         input_format=args.input_format,
         output=args.output,
-        dead_letter=None if args.dead_letter_topic else args.dead_letter or f"{args.output.rstrip('/')}_dead_letter",
+        dead_letter=_default_dead_letter(args),
         key_field=args.key_field,
         feature_types=FeatureTypes.parse(args.default_feature_type, args.feature_types),
         signature_name=args.signature_name,
@@ -170,4 +215,9 @@ def config_from_args(args: argparse.Namespace) -> InferenceConfig:
         key_attribute=args.key_attribute,
         output_topic=args.output_topic,
         dead_letter_topic=args.dead_letter_topic,
+        input_table=args.input_table,
+        input_query=args.input_query,
+        temp_dataset=args.temp_dataset,
+        output_table=args.output_table,
+        dead_letter_table=args.dead_letter_table,
     )

@@ -6,6 +6,7 @@ NAMESPACE = "inference"
 RECORDS_READ = "records_read"
 ROWS_WRITTEN = "rows_written"
 DEAD_LETTERS = "dead_letters"
+DEAD_LETTERS_UNWRITABLE = "dead_letters_unwritable"
 
 
 def counter(name: str) -> beam.metrics.metric.Metrics.DelegatingCounter:

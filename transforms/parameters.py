@@ -15,6 +15,10 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
 _PATH = r"(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^,\s]*)?|[^,\s:]+)"
 _PROJECT = r"[a-z][a-z0-9.:-]{4,61}[a-z0-9]"
 _PUBSUB_NAME = r"[A-Za-z][A-Za-z0-9._~%+-]{2,254}"
+_BQ_PROJECT = r"([a-z][a-z0-9.-]{4,61}[a-z0-9]:)?"
+_BQ_DATASET = r"[A-Za-z0-9_]{1,1024}"
+SELECT_QUERY = r"^\s*([Ss][Ee][Ll][Ee][Cc][Tt]|[Ww][Ii][Tt][Hh])\s[\s\S]*$"
+_BQ_TABLE = rf"{_BQ_PROJECT}{_BQ_DATASET}\.[A-Za-z0-9_-]{{1,1024}}"
 
 
 @dataclass(frozen=True)
@@ -64,17 +68,39 @@ PARAMETERS: tuple[Parameter, ...] = (
         "input",
         "Input files",
         "File pattern of the records to score: .tfrecord[.gz] (serialized tf.train.Example), .csv[.gz] "
-        "(with a header row) or .jsonl[.gz] (one JSON object per line). Give this or input_subscription.",
+        "(with a header row) or .jsonl[.gz] (one JSON object per line). Give one source: input, input_table, "
+        "input_query or input_subscription.",
         "GCS_READ_FILE",
         regexes=(rf"^{_PATH}$",),
     ),
     Parameter(
         "input_subscription",
         "Input Pub/Sub subscription",
-        "projects/PROJECT/subscriptions/NAME to read records from; the pipeline then runs in streaming mode. "
-        "Give this or input.",
+        "projects/PROJECT/subscriptions/NAME to read records from; the pipeline then runs in streaming mode.",
         "PUBSUB_SUBSCRIPTION",
         regexes=(rf"^projects/{_PROJECT}/subscriptions/{_PUBSUB_NAME}$",),
+    ),
+    Parameter(
+        "input_table",
+        "Input BigQuery table",
+        "PROJECT:DATASET.TABLE to score, read with the BigQuery Storage Read API: the key_field column and one "
+        "column per feature.",
+        "BIGQUERY_TABLE",
+        regexes=(rf"^{_BQ_TABLE}$",),
+    ),
+    Parameter(
+        "input_query",
+        "Input BigQuery query",
+        "A GoogleSQL query whose result rows are scored (the key_field column and one column per feature), run "
+        "as given, never assembled from other parameters: a SELECT (or WITH ... SELECT). Needs temp_dataset.",
+        regexes=(SELECT_QUERY,),
+    ),
+    Parameter(
+        "temp_dataset",
+        "BigQuery temporary dataset",
+        "PROJECT:DATASET (or DATASET) that holds input_query's result table while it is read; in the queried "
+        "tables' location. Beam then neither creates nor deletes a dataset of its own.",
+        regexes=(rf"^{_BQ_PROJECT}{_BQ_DATASET}$",),
     ),
     Parameter(
         "message_format",
@@ -102,7 +128,8 @@ PARAMETERS: tuple[Parameter, ...] = (
         "output",
         "Output prefix",
         "Path prefix of the output files: TFRecords of PredictionLogs for predict, JSON Lines rows otherwise. "
-        "Batch only (streaming writes to output_topic). Give this, output_topic, or both.",
+        "Batch only (streaming writes to output_topic or output_table). Give this, output_topic, output_table, "
+        "or several.",
         "GCS_WRITE_FILE",
         regexes=(rf"^{_PATH}$",),
     ),
@@ -113,6 +140,15 @@ PARAMETERS: tuple[Parameter, ...] = (
         "PredictionLog for predict), with attributes record_id and key.",
         "PUBSUB_TOPIC",
         regexes=(rf"^projects/{_PROJECT}/topics/{_PUBSUB_NAME}$",),
+    ),
+    Parameter(
+        "output_table",
+        "Output BigQuery table",
+        "PROJECT:DATASET.TABLE to append one row per record to (schemas/bigquery/predictions.json; created if "
+        "missing): file loads in batch, streaming inserts in streaming. Not for predict, whose PredictionLogs are "
+        "not rows.",
+        "BIGQUERY_TABLE",
+        regexes=(rf"^{_BQ_TABLE}$",),
     ),
     Parameter(
         "dead_letter",
@@ -127,6 +163,14 @@ PARAMETERS: tuple[Parameter, ...] = (
         "projects/PROJECT/topics/NAME to publish rejected records to (JSON), instead of dead-letter files.",
         "PUBSUB_TOPIC",
         regexes=(rf"^projects/{_PROJECT}/topics/{_PUBSUB_NAME}$",),
+    ),
+    Parameter(
+        "dead_letter_table",
+        "Dead-letter BigQuery table",
+        "PROJECT:DATASET.TABLE to append rejected records to (schemas/bigquery/dead_letters.json), instead of "
+        "dead-letter files or a topic.",
+        "BIGQUERY_TABLE",
+        regexes=(rf"^{_BQ_TABLE}$",),
     ),
     Parameter(
         "key_field",

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from transforms.config import InferenceConfig, ParameterError, config_from_args
@@ -17,8 +17,8 @@ from transforms.models import serving_signature
 from transforms.parameters import build_parser
 from transforms.patterns import pattern_transform
 from transforms.runner import is_local, local_runner
-from transforms.sinks import write_dead_letters, write_results
-from transforms.sources import InputPlan, ReadPubSubRecords, ReadRecords, plan_input
+from transforms.sinks import LogUnwritable, write_dead_letters, write_results
+from transforms.sources import InputPlan, plan_input, source_transform
 from transforms.summary import summarize, summary_table
 
 
@@ -53,12 +53,11 @@ def chain_outputs(config: InferenceConfig) -> tuple[str, ...]:
 def build_pipeline(
     pipeline: beam.Pipeline, config: InferenceConfig, plan: InputPlan | None, chain: Sequence[str]
 ) -> None:
-    source = ReadPubSubRecords(config) if config.streaming else ReadRecords(plan, config)
-    records, parse_failures = pipeline | "Read" >> source
+    records, parse_failures = pipeline | "Read" >> source_transform(config, plan)
     results, failures = records | config.pattern >> pattern_transform(config, tuple(chain))
-    results | "WriteResults" >> write_results(config)
-    dead_letters = (parse_failures, failures) | "AllDeadLetters" >> beam.Flatten()
-    dead_letters | "WriteDeadLetters" >> write_dead_letters(config)
+    refused_rows = results | "WriteResults" >> write_results(config)
+    dead_letters = (parse_failures, failures, refused_rows) | "AllDeadLetters" >> beam.Flatten()
+    dead_letters | "WriteDeadLetters" >> write_dead_letters(config) | "Unwritable" >> LogUnwritable()
 
 
 def _wait_for_stop(result: PipelineResult) -> None:
@@ -78,6 +77,20 @@ def _wait_for_stop(result: PipelineResult) -> None:
         result.wait_until_finish()  # raises the pipeline's error
 
 
+def check_load_location(config: InferenceConfig, options: PipelineOptions) -> None:
+    """Batch writes to BigQuery load files staged in Cloud Storage: --temp_location must be a gs:// path."""
+    temp_location = options.view_as(GoogleCloudOptions).temp_location or ""
+    if (
+        (config.output_table or config.dead_letter_table)
+        and not config.streaming
+        and not temp_location.startswith("gs://")
+    ):
+        raise ParameterError(
+            "a batch run writing to BigQuery loads files through Cloud Storage: give --temp_location=gs://BUCKET/tmp "
+            f"(got {temp_location or 'none'}; Dataflow sets it from the job's temp location)"
+        )
+
+
 def run(config: InferenceConfig, options: PipelineOptions) -> int:
     """Build and run the pipeline. Locally: wait, print the summary, and fail if the counts do not add up.
 
@@ -86,7 +99,8 @@ def run(config: InferenceConfig, options: PipelineOptions) -> int:
     """
     FileSystems.set_options(options)  # the launcher lists inputs and reads models with the job's own options
     options.view_as(StandardOptions).streaming |= config.streaming
-    plan = None if config.streaming else plan_input(config)
+    check_load_location(config, options)
+    plan = plan_input(config) if config.input else None
     chain = chain_outputs(config)
     started = time.monotonic()
     pipeline = beam.Pipeline(runner=local_runner(options), options=options)

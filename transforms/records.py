@@ -6,6 +6,7 @@ import csv
 import json
 import math
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from tensorflow.core.example import example_pb2
@@ -40,7 +41,28 @@ class Parsed(NamedTuple):
 
 
 class RecordError(ValueError):
-    """The record cannot be turned into model input; the message says what is wrong with it."""
+    """The record cannot be turned into model input; the message says what is wrong with it.
+
+    `key` is the record's key when it was read before the error, so that its dead letter carries it.
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+def _keyed_features(
+    key: str | None, fields: dict[str, Any], types: FeatureTypes, from_text: bool
+) -> tuple[str | None, dict[str, FeatureValue]]:
+    try:
+        return key, typed_features(fields, types, from_text)
+    except RecordError as error:
+        raise RecordError(str(error), key) from None
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message quotes it: JSON where it can be, and never more than 80 characters."""
+    return json.dumps(value, default=repr, ensure_ascii=False)[:80]
 
 
 def _typed(name: str, value: Any, kind: str, from_text: bool) -> Value:
@@ -49,15 +71,15 @@ def _typed(name: str, value: Any, kind: str, from_text: bool) -> Value:
     if from_text and value == "":
         raise RecordError(f"feature {name!r} is empty")
     if kind == "bytes":
-        if isinstance(value, str):
+        if isinstance(value, str) or (isinstance(value, bytes) and not from_text):
             return value
         raise RecordError(f"feature {name!r} should be a string (bytes feature), got {type(value).__name__}")
     if (
         isinstance(value, bool)
-        or not isinstance(value, (int, float, str))
+        or not isinstance(value, (int, float, str, Decimal))
         or (isinstance(value, str) and not from_text)
     ):
-        raise RecordError(f"feature {name!r} should be a number ({kind} feature), got {json.dumps(value)[:80]}")
+        raise RecordError(f"feature {name!r} should be a number ({kind} feature), got {_shown(value)}")
     try:
         number = int(value) if kind == "int" else float(value)
     except (ValueError, OverflowError):
@@ -93,7 +115,7 @@ def _key_text(key: Any, key_field: str) -> str | None:
     if key is None or key == "":
         return None
     if isinstance(key, bool) or not isinstance(key, (str, int)):
-        raise RecordError(f"key field {key_field!r} should be a string or an integer, got {json.dumps(key)[:80]}")
+        raise RecordError(f"key field {key_field!r} should be a string or an integer, got {_shown(key)}")
     return str(key)
 
 
@@ -112,8 +134,14 @@ def parse_jsonl(raw: bytes, key_field: str, types: FeatureTypes) -> tuple[str | 
         raise RecordError(f"line is not valid JSON: {error}") from None
     if not isinstance(fields, dict):
         raise RecordError(f"line is JSON but not an object: {type(fields).__name__}")
-    key = _key_text(fields.pop(key_field, None), key_field)
-    return key, typed_features(fields, types, from_text=False)
+    key, features, _ = parse_fields(fields, key_field, types)
+    return key, features
+
+
+def parse_fields(fields: dict[str, Any], key_field: str, types: FeatureTypes) -> Parsed:
+    """Named values (a JSON object or a BigQuery row): the key field apart, every other field a feature."""
+    fields = dict(fields)
+    return Parsed(*_keyed_features(_key_text(fields.pop(key_field, None), key_field), fields, types, from_text=False))
 
 
 def parse_csv(
@@ -125,8 +153,7 @@ def parse_csv(
     if len(values) != len(header):
         raise RecordError(f"line has {len(values)} columns, the header has {len(header)}")
     fields = dict(zip(header, values, strict=True))
-    key = _key_text(fields.pop(key_field, None), key_field)
-    return key, typed_features(fields, types, from_text=True)
+    return _keyed_features(_key_text(fields.pop(key_field, None), key_field), fields, types, from_text=True)
 
 
 def parse_tfrecord(raw: bytes, key_field: str) -> Parsed:

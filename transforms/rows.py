@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from transforms.postprocess import ModelPrediction
@@ -23,9 +25,13 @@ def prediction_row(record: Record, predictions: Iterable[ModelPrediction]) -> di
 def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (datetime.date, datetime.time)):  # BigQuery DATE, DATETIME, TIME and TIMESTAMP columns
+        return value.isoformat()
+    if isinstance(value, Decimal):  # BigQuery NUMERIC and BIGNUMERIC columns
+        return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def row_json(row: dict[str, Any]) -> str:
-    """The row as one line of JSON; bytes features (not UTF-8) are base64."""
+    """The row as one line of JSON; bytes are base64, dates and times ISO 8601, decimals strings."""
     return json.dumps(row, ensure_ascii=False, default=_json_default)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -10,6 +11,7 @@ from apache_beam import coders
 from apache_beam.io.gcp.pubsub import PubsubMessage
 
 from transforms import counters
+from transforms.bigquery import WriteTableRows, dead_letter_table_row, prediction_table_row
 from transforms.config import InferenceConfig
 from transforms.dead_letters import DeadLetter, dead_letter_json
 from transforms.inference import Pending
@@ -73,58 +75,97 @@ def _pubsub_message(encoded: Encoded) -> PubsubMessage:
     return PubsubMessage(encoded.payload, attributes)
 
 
-class WriteEncoded(beam.PTransform):
-    """Encoded records to files under `prefix` (JSON Lines or TFRecord) and/or to a Pub/Sub `topic`."""
+class WriteFiles(beam.PTransform):
+    """Encoded records to files under `prefix`: TFRecord when `suffix` is .tfrecord, JSON Lines otherwise."""
 
-    def __init__(self, prefix: str | None, suffix: str, topic: str | None):
+    def __init__(self, prefix: str, suffix: str):
         super().__init__()
         self._prefix = prefix
         self._suffix = suffix
+
+    def expand(self, encoded: beam.PCollection) -> None:
+        payloads = encoded | "Payloads" >> beam.Map(_payload)
+        if self._suffix == ".tfrecord":
+            payloads | "WriteTFRecord" >> beam.io.WriteToTFRecord(
+                self._prefix, coder=coders.BytesCoder(), file_name_suffix=self._suffix
+            )
+        else:
+            payloads | "WriteText" >> beam.io.WriteToText(self._prefix, file_name_suffix=self._suffix)
+
+
+class Publish(beam.PTransform):
+    """Encoded records published to a Pub/Sub topic, with attributes record_id and key."""
+
+    def __init__(self, topic: str):
+        super().__init__()
         self._topic = topic
 
-    def expand(self, encoded: beam.PCollection):
-        if self._prefix:
-            payloads = encoded | "Payloads" >> beam.Map(_payload)
-            if self._suffix == ".tfrecord":
-                payloads | "WriteTFRecord" >> beam.io.WriteToTFRecord(
-                    self._prefix, coder=coders.BytesCoder(), file_name_suffix=self._suffix
-                )
-            else:
-                payloads | "WriteText" >> beam.io.WriteToText(self._prefix, file_name_suffix=self._suffix)
-        if self._topic:
-            (
-                encoded
-                | "ToMessage" >> beam.Map(_pubsub_message)
-                | "Publish" >> beam.io.WriteToPubSub(self._topic, with_attributes=True)
-            )
-        return encoded.pipeline
+    def expand(self, encoded: beam.PCollection) -> None:
+        (
+            encoded
+            | "ToMessage" >> beam.Map(_pubsub_message)
+            | "Publish" >> beam.io.WriteToPubSub(self._topic, with_attributes=True)
+        )
+
+
+def _sinks(prefix: str | None, suffix: str, topic: str | None, table: WriteTableRows | None) -> list:
+    return [sink for sink in (prefix and WriteFiles(prefix, suffix), topic and Publish(topic), table) if sink]
 
 
 def write_results(config: InferenceConfig) -> beam.PTransform:
-    """Rows (PredictionLogs for predict) to --output and/or --output_topic, counted as rows written."""
+    """Rows (PredictionLogs for predict) to --output, --output_topic and/or --output_table, counted as written.
+
+    Returns the dead letters of rows that a streaming insert into --output_table refused.
+    """
     predict = config.pattern == "predict"
-    suffix = ".tfrecord" if predict else ".jsonl"
+    table = config.output_table and WriteTableRows(
+        config.output_table, "predictions", prediction_table_row, counters.ROWS_WRITTEN
+    )
     return _EncodeCountWrite(
         encode_prediction_log if predict else encode_row,
         _rows_written,
-        WriteEncoded(config.output, suffix, config.output_topic),
+        _sinks(config.output, ".tfrecord" if predict else ".jsonl", config.output_topic, table),
     )
 
 
 def write_dead_letters(config: InferenceConfig) -> beam.PTransform:
-    """Dead letters as JSON to --dead_letter files or --dead_letter_topic, counted by stage."""
+    """Dead letters as JSON to --dead_letter files, --dead_letter_topic or --dead_letter_table, counted by stage.
+
+    Returns the dead letters that a streaming insert into --dead_letter_table refused.
+    """
+    table = config.dead_letter_table and WriteTableRows(
+        config.dead_letter_table, "dead_letters", dead_letter_table_row, None
+    )
     return _EncodeCountWrite(
         EncodeDeadLetter(config.pattern),
         _dead_letter_counters,
-        WriteEncoded(config.dead_letter, ".jsonl", config.dead_letter_topic),
+        _sinks(config.dead_letter, ".jsonl", config.dead_letter_topic, table),
     )
 
 
 class _EncodeCountWrite(beam.PTransform):
-    def __init__(self, encode, counter_names, write: WriteEncoded):
+    def __init__(self, encode, counter_names, sinks: list[beam.PTransform]):
         super().__init__()
         self._encode = _EncodeAndCount(encode, counter_names)
-        self._write = write
+        self._sinks = sinks
 
-    def expand(self, elements: beam.PCollection):
-        return elements | "Encode" >> beam.ParDo(self._encode) | "Write" >> self._write
+    def expand(self, elements: beam.PCollection) -> beam.PCollection:
+        encoded = elements | "Encode" >> beam.ParDo(self._encode)
+        refused = [encoded | type(sink).__name__ >> sink for sink in self._sinks]
+        refused = [pcoll for pcoll in refused if isinstance(pcoll, beam.PCollection)]
+        if not refused:
+            return elements.pipeline | "NothingRefused" >> beam.Create([])
+        return refused | "Refused" >> beam.Flatten()
+
+
+class _LogUnwritable(beam.DoFn):
+    def process(self, letter: DeadLetter) -> None:
+        counters.counter(counters.DEAD_LETTERS_UNWRITABLE).inc()
+        logging.error("a dead letter could not be written either (%s); it was: %s", letter.message, letter.raw[:2000])
+
+
+class LogUnwritable(beam.PTransform):
+    """Dead letters the dead-letter sink itself refused: logged in full and counted, the last place they can go."""
+
+    def expand(self, letters: beam.PCollection) -> None:
+        letters | "Log" >> beam.ParDo(_LogUnwritable())

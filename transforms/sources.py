@@ -1,4 +1,4 @@
-"""Reading input files into Records: format by extension, CSV headers checked, bad lines to dead letters."""
+"""Reading records from files, BigQuery or Pub/Sub: formats settled, headers checked, bad records to dead letters."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import counters
+from transforms.bigquery import ReadBigQueryRows
 from transforms.config import InferenceConfig, ParameterError
 from transforms.dead_letters import dead_letter
 from transforms.file_records import UnreadableFile, lines, tfrecords
-from transforms.records import Record, RecordError, parse_record
+from transforms.records import Record, RecordError, parse_fields, parse_record
+from transforms.rows import row_json
 
 PARSE_STAGE = "parse"
 READ_STAGE = "read"
@@ -108,17 +110,26 @@ def plan_input(config: InferenceConfig) -> InputPlan:
 
 
 class RawRecord(NamedTuple):
-    """A record as read, before parsing: where from, its bytes, and what the transport says of it."""
+    """A record as read, before parsing: where from, its bytes, and what the transport says of it.
+
+    A table row also has its `fields` (column name -> value); `data` is then the row as JSON.
+    """
 
     source: str
     data: bytes
     id: str | None = None
     key: str | None = None
+    fields: dict | None = None
 
 
 def file_record(element: tuple[str, bytes]) -> RawRecord:
     filename, data = element
     return RawRecord(filename, data)
+
+
+def table_record(element: tuple[str, dict]) -> RawRecord:
+    source, row = element
+    return RawRecord(source, row_json(row).encode("utf-8"), fields=row)
 
 
 class PubsubRecord:
@@ -147,12 +158,18 @@ class _ParseRecords(beam.DoFn):
         self._records_read.inc()
         raw = self._unpack(element)
         try:
-            key, features, model_input = parse_record(self._kind, raw.data, self._key_field, self._types, self._header)
+            if raw.fields is None:
+                parsed = parse_record(self._kind, raw.data, self._key_field, self._types, self._header)
+            else:
+                parsed = parse_fields(raw.fields, self._key_field, self._types)
+            key, features, model_input = parsed
             key = raw.key or key
             if self._requires_key and key is None:
                 raise RecordError(f"record has no key field {self._key_field!r}, which --pattern=keyed needs")
         except Exception as error:  # every bad record becomes a dead letter, whatever broke on it
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(PARSE_STAGE, error, raw.data, raw.source))
+            key = raw.key or getattr(error, "key", None)  # a key read before the error still identifies the record
+            letter = dead_letter(PARSE_STAGE, error, raw.data, raw.source, key=key, record_id=raw.id)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
             return
         yield Record(raw.id or uuid.uuid4().hex, key, features, raw.data, raw.source, model_input)
 
@@ -217,3 +234,25 @@ class ReadPubSubRecords(beam.PTransform):
         messages = pbegin | "ReadPubSub" >> beam.io.ReadFromPubSub(subscription=subscription, with_attributes=True)
         parse = _ParseRecords(PubsubRecord(subscription, self._config.key_attribute), kind, self._config)
         return messages | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, main="records")
+
+
+class ReadTableRecords(beam.PTransform):
+    """Records from a BigQuery table or query (batch), and dead letters for rows that cannot be model input."""
+
+    def __init__(self, config: InferenceConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
+        rows = pbegin | "Rows" >> ReadBigQueryRows(self._config)
+        parse = _ParseRecords(table_record, "row", self._config)
+        return rows | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, main="records")
+
+
+def source_transform(config: InferenceConfig, plan: InputPlan | None) -> beam.PTransform:
+    """The source the parameters name: files, a BigQuery table or query, or a Pub/Sub subscription."""
+    if config.input_subscription:
+        return ReadPubSubRecords(config)
+    if config.input_table or config.input_query:
+        return ReadTableRecords(config)
+    return ReadRecords(plan, config)
