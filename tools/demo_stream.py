@@ -8,62 +8,32 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from tools.pubsub_emulator import missing_tools, pubsub_emulator
+
 PROJECT = "demo-project"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"the Pub/Sub emulator did not listen on 127.0.0.1:{port} within {seconds} s")
-
-
-def _missing_tools() -> list[str]:
-    missing = []
-    if shutil.which("gcloud") is None:
-        missing.append("gcloud (the Google Cloud CLI, with `gcloud components install beta pubsub-emulator`)")
-    if shutil.which("java") is None:
-        missing.append("Java 11+ for the emulator (e.g. `apt-get install default-jre-headless`)")
-    return missing
-
-
 def main() -> int:
-    missing = _missing_tools()
+    missing = missing_tools()
     if missing:
         print("make demo-stream needs:\n  " + "\n  ".join(missing), file=sys.stderr)
         return 1
-    port = _free_port()
-    env = {**os.environ, "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{port}"}
-    os.environ["PUBSUB_EMULATOR_HOST"] = env["PUBSUB_EMULATOR_HOST"]
+    with pubsub_emulator() as host:
+        return _stream(host)
+
+
+def _stream(host: str) -> int:
     from google.cloud import pubsub_v1
 
-    emulator = subprocess.Popen(
-        ["gcloud", "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     pipeline = None
     try:
-        _wait_for_port(port)
         publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
         names = {}
         for role in ("records", "predictions", "dead-letters"):
@@ -72,7 +42,7 @@ def main() -> int:
             publisher.create_topic(name=topic)
             subscriber.create_subscription(name=subscription, topic=topic)
             names[role] = (topic, subscription)
-        print(f"Pub/Sub emulator on 127.0.0.1:{port}; starting the keyed pattern in streaming mode")
+        print(f"Pub/Sub emulator on {host}; starting the keyed pattern in streaming mode")
         pipeline = subprocess.Popen(
             [
                 sys.executable,
@@ -83,7 +53,7 @@ def main() -> int:
                 f"--output_topic={names['predictions'][0]}",
                 f"--dead_letter_topic={names['dead-letters'][0]}",
             ],
-            env=env,
+            env={**os.environ, "PUBSUB_EMULATOR_HOST": host},
         )
         lines = (ROOT / "demo" / "data" / "with_bad_records.jsonl").read_bytes().splitlines()
         for line in lines:
@@ -112,8 +82,6 @@ def main() -> int:
         if pipeline is not None:
             pipeline.send_signal(signal.SIGTERM)
             pipeline.wait(timeout=120)
-        os.killpg(emulator.pid, signal.SIGTERM)
-        emulator.wait(timeout=30)
 
 
 if __name__ == "__main__":
