@@ -24,8 +24,8 @@ resource "google_storage_bucket_iam_member" "worker" {
 }
 
 resource "google_bigquery_dataset_iam_member" "worker" {
-  for_each   = { inference = google_bigquery_dataset.inference.dataset_id, temp = google_bigquery_dataset.temp.dataset_id }
-  dataset_id = each.value
+  for_each   = google_bigquery_dataset.datasets
+  dataset_id = each.value.dataset_id
   role       = "roles/bigquery.dataEditor"
   member     = google_service_account.worker.member
 }

@@ -30,7 +30,7 @@ output "tables" {
 
 output "temp_dataset" {
   description = "PROJECT:DATASET to pass as temp_dataset with input_query."
-  value       = "${var.project_id}:${google_bigquery_dataset.temp.dataset_id}"
+  value       = "${var.project_id}:${google_bigquery_dataset.datasets["temp"].dataset_id}"
 }
 
 output "pubsub" {
