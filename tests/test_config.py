@@ -67,11 +67,13 @@ def test_single_model_patterns_need_exactly_one():
     assert len(models_from_args("keyed", "a", None)) == 1
 
 
-def test_streaming_needs_topics_and_refuses_files():
+def test_streaming_sinks():
     parser = build_parser()
     streaming = ["--pattern=keyed", "--model_uris=a", "--input_subscription=projects/p/subscriptions/s"]
-    with pytest.raises(ParameterError, match="instead of --output/--dead_letter"):
-        config_from_args(parser.parse_args([*streaming, "--output=out/x"]))
+    files = config_from_args(parser.parse_args([*streaming, "--output=out/x", "--window_seconds=30"]))
+    assert (files.output, files.dead_letter, files.window_seconds) == ("out/x", "out/x_dead_letter", 30)
+    with pytest.raises(ParameterError, match="--window_seconds must be at least 1"):
+        config_from_args(parser.parse_args([*streaming, "--output=out/x", "--window_seconds=0"]))
     with pytest.raises(ParameterError, match="a place for the results"):
         config_from_args(parser.parse_args(streaming))
     with pytest.raises(ParameterError, match="a place for dead letters"):

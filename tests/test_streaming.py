@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
+import time
+from pathlib import Path
 
 import pytest
 from expect import assert_close
@@ -110,3 +112,57 @@ def test_a_batch_run_can_publish_its_rows_and_dead_letters(pubsub, run_main, mod
         assert_close(row["predictions"][1]["outputs"]["y"][0], 50 * row["input"]["x"])
     assert [(d["key"], d["stage"]) for d in letters] == [("bad", "parse")]
     assert "reconciled               yes" in run.stdout
+
+
+@pytest.mark.parametrize("pattern", ["keyed", "predict"])
+def test_streaming_writes_a_set_of_files_per_window(pubsub, start_main, models_for, tmp_path, pattern):
+    topic, subscription = pubsub.topic_with_subscription(f"windowed-{pattern}")
+    ids = {pubsub.publish(topic, json.dumps({"key": f"w-{i}", "x": float(i)}).encode()): f"w-{i}" for i in range(10)}
+    pubsub.publish(topic, b'{"key": "w-bad", "x": "ten"}')
+    output, dead_letter = tmp_path / "out" / "rows", tmp_path / "out" / "dead"
+    process = start_main(
+        f"--pattern={pattern}",
+        f"--model_uris={models_for(pattern)}",
+        f"--input_subscription={subscription}",
+        f"--output={output}",
+        f"--dead_letter={dead_letter}",
+        "--window_seconds=2",
+        env=pubsub.env,
+    )
+    suffix = ".tfrecord" if pattern == "predict" else ".jsonl"
+    records = wait_for_records(f"{output}-*{suffix}", 10, read_tfrecords if pattern == "predict" else read_lines)
+    letters = wait_for_records(f"{dead_letter}-*.jsonl", 1, read_lines)
+    stop(process)
+    if pattern == "predict":
+        logs = [prediction_log_pb2.PredictionLog.FromString(record) for record in records]
+        outputs = sorted(log.predict_log.response.outputs["y"].float_val[0] for log in logs)
+        for output_value, x in zip(outputs, range(10), strict=True):
+            assert_close(output_value, 5.0 * x)
+    else:
+        rows = [json.loads(record) for record in records]
+        assert sorted(row["key"] for row in rows) == sorted(ids.values())
+        for row in rows:
+            assert_close(row["predictions"][0]["outputs"]["y"][0], 5 * row["input"]["x"])
+    assert [(json.loads(d)["key"], json.loads(d)["stage"]) for d in letters] == [("w-bad", "parse")]
+    names = [path.name for path in output.parent.glob(f"rows-*{suffix}")]
+    assert names and all(name.endswith(f"-00000-of-00001{suffix}") for name in names), names
+
+
+def read_lines(path) -> list[bytes]:
+    return path.read_bytes().splitlines()
+
+
+def read_tfrecords(path) -> list[bytes]:
+    from transforms.file_records import tfrecords
+
+    with open(path, "rb") as stream:
+        return list(tfrecords(stream))
+
+
+def wait_for_records(pattern: str, count: int, read, seconds: float = 120) -> list[bytes]:
+    """The records of the files matching `pattern` once there are `count` of them (windows close as time passes)."""
+    records, deadline = [], time.monotonic() + seconds
+    while len(records) < count and time.monotonic() < deadline:
+        time.sleep(1)
+        records = [record for path in sorted(Path("/").glob(pattern.lstrip("/"))) for record in read(path)]
+    return records

@@ -83,6 +83,7 @@ class InferenceConfig:
     temp_dataset: str | None = None
     output_table: str | None = None
     dead_letter_table: str | None = None
+    window_seconds: int = 60
 
     @property
     def requires_key(self) -> bool:
@@ -173,14 +174,8 @@ def _check_sources_and_sinks(args: argparse.Namespace) -> None:
             "--pattern=predict writes PredictionLogs, which are not table rows: use --pattern=postprocess "
             "with --output_table, or write PredictionLogs with --output or --output_topic"
         )
-    if args.input_subscription and (args.output or args.dead_letter):
-        # RunInference's batching re-emits results at the end of the global window, so windowed files
-        # would never close; until that is solved and tested, streaming writes to topics and tables only.
-        raise ParameterError(
-            "a streaming run (--input_subscription) writes to Pub/Sub or BigQuery: give --output_topic or "
-            "--output_table, and --dead_letter_topic or --dead_letter_table, instead of --output/--dead_letter "
-            "(windowed files are not supported in streaming yet)"
-        )
+    if args.window_seconds < 1:
+        raise ParameterError(f"--window_seconds must be at least 1; got {args.window_seconds}")
 
 
 def _default_dead_letter(args: argparse.Namespace) -> str | None:
@@ -220,4 +215,5 @@ def config_from_args(args: argparse.Namespace) -> InferenceConfig:
         temp_dataset=args.temp_dataset,
         output_table=args.output_table,
         dead_letter_table=args.dead_letter_table,
+        window_seconds=args.window_seconds,
     )

@@ -112,6 +112,15 @@ PARAMETERS: tuple[Parameter, ...] = (
         options=MESSAGE_FORMATS,
     ),
     Parameter(
+        "window_seconds",
+        "Streaming file window",
+        "Streaming: the length in seconds of the fixed windows (by publish time) that output and dead_letter "
+        "files are written per; each window's files appear once it closes.",
+        "NUMBER",
+        default=60,
+        regexes=(r"^[1-9][0-9]*$",),
+    ),
+    Parameter(
         "key_attribute",
         "Key attribute",
         "Pub/Sub message attribute holding the key. Default: the key_field of the payload.",
@@ -127,9 +136,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter(
         "output",
         "Output prefix",
-        "Path prefix of the output files: TFRecords of PredictionLogs for predict, JSON Lines rows otherwise. "
-        "Batch only (streaming writes to output_topic or output_table). Give this, output_topic, output_table, "
-        "or several.",
+        "Path prefix of the output files: TFRecords of PredictionLogs for predict, JSON Lines rows otherwise "
+        "(in streaming, one set per window_seconds window). Give this, output_topic, output_table, or several.",
         "GCS_WRITE_FILE",
         regexes=(rf"^{_PATH}$",),
     ),

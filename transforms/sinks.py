@@ -16,6 +16,7 @@ from transforms.config import InferenceConfig
 from transforms.dead_letters import DeadLetter, dead_letter_json
 from transforms.inference import Pending
 from transforms.rows import prediction_row, row_json
+from transforms.windowed_files import WriteWindowedFiles
 
 
 class Encoded(NamedTuple):
@@ -76,7 +77,10 @@ def _pubsub_message(encoded: Encoded) -> PubsubMessage:
 
 
 class WriteFiles(beam.PTransform):
-    """Encoded records to files under `prefix`: TFRecord when `suffix` is .tfrecord, JSON Lines otherwise."""
+    """Encoded records to files under `prefix`: TFRecord when `suffix` is .tfrecord, JSON Lines otherwise.
+
+    In streaming, one set of files per window (--window_seconds), complete when the window closes.
+    """
 
     def __init__(self, prefix: str, suffix: str):
         super().__init__()
@@ -85,7 +89,9 @@ class WriteFiles(beam.PTransform):
 
     def expand(self, encoded: beam.PCollection) -> None:
         payloads = encoded | "Payloads" >> beam.Map(_payload)
-        if self._suffix == ".tfrecord":
+        if not encoded.is_bounded:
+            payloads | "WriteWindowed" >> WriteWindowedFiles(self._prefix, self._suffix)
+        elif self._suffix == ".tfrecord":
             payloads | "WriteTFRecord" >> beam.io.WriteToTFRecord(
                 self._prefix, coder=coders.BytesCoder(), file_name_suffix=self._suffix
             )

@@ -12,6 +12,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms import window
 
 from transforms import counters
 from transforms.bigquery import ReadBigQueryRows
@@ -222,7 +223,12 @@ class ReadRecords(beam.PTransform):
 
 
 class ReadPubSubRecords(beam.PTransform):
-    """Records from a Pub/Sub subscription (an unbounded source: the pipeline streams), and dead letters."""
+    """Records from a Pub/Sub subscription (an unbounded source: the pipeline streams), and dead letters.
+
+    Records are windowed by publish time into --window_seconds windows: RunInference batches within a
+    window (a batch goes out at the end of each bundle, never waiting for its window to close), and file
+    sinks write one set of files per window. Topics and tables get each row as soon as it is made.
+    """
 
     def __init__(self, config: InferenceConfig):
         super().__init__()
@@ -231,7 +237,11 @@ class ReadPubSubRecords(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
         subscription = self._config.input_subscription
         kind = "jsonl" if self._config.message_format == "json" else "tfrecord"
-        messages = pbegin | "ReadPubSub" >> beam.io.ReadFromPubSub(subscription=subscription, with_attributes=True)
+        messages = (
+            pbegin
+            | "ReadPubSub" >> beam.io.ReadFromPubSub(subscription=subscription, with_attributes=True)
+            | "Window" >> beam.WindowInto(window.FixedWindows(self._config.window_seconds))
+        )
         parse = _ParseRecords(PubsubRecord(subscription, self._config.key_attribute), kind, self._config)
         return messages | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, main="records")
 
