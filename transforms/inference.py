@@ -14,6 +14,7 @@ from transforms.config import Batching, ModelSpec
 from transforms.dead_letters import record_dead_letter
 from transforms.model_cache import stage_model
 from transforms.postprocess import outputs_by_example
+from transforms.prediction_logs import build_prediction_logs
 from transforms.records import Record
 
 INFERENCE_STAGE = "inference"
@@ -99,6 +100,20 @@ class OutputsModelHandler(_DelegatingModelHandler):
         return outputs_by_example(self._base._run_inference(batch, serialized, model), len(batch))
 
 
+class PredictionLogModelHandler(_DelegatingModelHandler):
+    """tfx-bsl's predict handler, its PredictionLogs built once per batch instead of once per example.
+
+    tfx-bsl still loads the model, resolves the signature and runs the session; the logs are the same
+    (transforms/prediction_logs.py), without a `tf.make_tensor_proto` call per example per output.
+    """
+
+    def run_inference(self, batch: Sequence[Any], model: Any, inference_args=None) -> list[Any]:
+        serialized = [e if isinstance(e, bytes) else e.SerializeToString() for e in batch]
+        outputs = self._base._run_inference(batch, serialized, model)
+        input_alias = self._base._io_tensor_spec.input_tensor_alias
+        return build_prediction_logs(serialized, outputs, input_alias, self._base._signatures[0].name)
+
+
 class StagedModelHandler(_DelegatingModelHandler):
     """Stages a gs:// model into the worker's local cache before the wrapped handler loads it from there."""
 
@@ -166,9 +181,8 @@ class Predict(beam.PTransform):
         # tfx-bsl reads the model's signatures when its handler is built, so a gs:// model is staged here
         # (in the launcher) too; every worker then stages it into the same local path before loading.
         local_path = stage_model(model.uri)
-        handler = CreateModelHandler(inference_spec(local_path, signature_name, batching))
-        if not prediction_logs:
-            handler = OutputsModelHandler(handler)
+        base = CreateModelHandler(inference_spec(local_path, signature_name, batching))
+        handler = PredictionLogModelHandler(base) if prediction_logs else OutputsModelHandler(base)
         self._handler = KeyedModelHandler(IsolatingModelHandler(StagedModelHandler(handler, model.uri, local_path)))
 
     def expand(self, examples: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
