@@ -76,7 +76,7 @@ def test_table_rows_fit_their_tables_in_both_write_methods():
     from transforms.bigquery import dead_letter_table_row, prediction_table_row
 
     record = Record("id", "device-1", {"x": 2.0}, b"raw", "src")
-    payload = row_json(prediction_row(record, [ModelPrediction("m", {"y": [10.0]})])).encode()
+    payload = row_json(prediction_row(record, [ModelPrediction("m", {"y": [10.0]})]))
     letter = dead_letter_json(dead_letter("write", ValueError("refused"), b"{}", "p:d.t"), "keyed").encode()
     for json_as_text in (False, True):
         row = prediction_table_row(payload, "message-1", json_as_text)

@@ -110,7 +110,7 @@ class _FailedInserts(beam.DoFn):
         if self._counted_as:
             counters.counter(self._counted_as).dec()
         message = f"BigQuery refused the row for {self._table}: {json.dumps(errors)[:2000]}"
-        raw = row_json(row).encode("utf-8")
+        raw = row_json(row)
         yield dead_letter(
             WRITE_STAGE,
             RuntimeError(message),

@@ -28,7 +28,7 @@ class Encoded(NamedTuple):
 
 
 def encode_row(pending: Pending) -> Encoded:
-    row = row_json(prediction_row(pending.record, pending.predictions)).encode("utf-8")
+    row = row_json(prediction_row(pending.record, pending.predictions))
     return Encoded(row, pending.record.id, pending.record.key)
 
 

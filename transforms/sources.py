@@ -130,7 +130,7 @@ def file_record(element: tuple[str, bytes]) -> RawRecord:
 
 def table_record(element: tuple[str, dict]) -> RawRecord:
     source, row = element
-    return RawRecord(source, row_json(row).encode("utf-8"), fields=row)
+    return RawRecord(source, row_json(row), fields=row)
 
 
 class PubsubRecord:
