@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler
 
-from transforms.inference import InferenceFailure, IsolatingModelHandler, error_summary
+from transforms.inference import InferenceFailure, IsolatingModelHandler, KeyedByRecord, error_summary
 
 
 class _NegativeIsPoison(ModelHandler):
@@ -51,3 +51,14 @@ def test_a_healthy_batch_runs_once_and_settings_are_delegated():
 def test_error_summary_keeps_the_message_and_drops_graph_noise():
     assert error_summary(ValueError("plain")) == "plain"
     assert error_summary(ValueError("")) == "ValueError('')"
+
+
+def test_keyed_batches_are_measured_by_their_model_input_only():
+    class Examples(_NegativeIsPoison):
+        def get_num_bytes(self, batch):
+            return sum(len(example) for example in batch)
+
+    handler = KeyedByRecord(Examples())
+    unpicklable_key = lambda: None  # noqa: E731 -- Beam's KeyedModelHandler would have to pickle it
+    assert handler.get_num_bytes([(unpicklable_key, b"abc"), ("key", b"de")]) == 5
+    assert list(handler.run_inference([("a", 1), ("b", 2)], "model")) == [("a", 2), ("b", 4)]
