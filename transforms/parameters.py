@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     """An argparse parser of the template parameters; everything else is left for Beam's pipeline options."""
     parser = argparse.ArgumentParser(
         prog="main.py",
-        description="Batch ML inference with TFX RunInference on TensorFlow SavedModels.",
+        description="Batch and streaming ML inference with TFX RunInference on TensorFlow SavedModels.",
         epilog="Any other --flag is passed to Apache Beam as a pipeline option (--runner, --direct_num_workers, ...).",
     )
     for parameter in PARAMETERS:
@@ -283,7 +283,8 @@ def markdown_table() -> str:
 TEMPLATE_NAME = "TFX RunInference"
 TEMPLATE_DESCRIPTION = (
     "ML inference on TensorFlow SavedModels with TFX RunInference: predict, post-process, keyed, "
-    "multi-model parallel and sequence patterns over TFRecord, CSV or JSON Lines files."
+    "multi-model parallel and sequence patterns over TFRecord, CSV or JSON Lines files, BigQuery tables or "
+    "queries (batch) and Pub/Sub (streaming)."
 )
 
 
