@@ -251,3 +251,46 @@ def test_truncated_corrupt_and_empty_files_cost_only_their_unreadable_part(run_m
     assert letters["cut.jsonl.gz"]["stage"] == "parse", "a cut gzip stream ends in half a line"
     assert len(letters) == 2 and len(run.rows()) > 500
     assert "reconciled               yes" in run.stdout
+
+
+# Each record of the catalogue and its outcome under --pattern=keyed: a row, or a dead letter saying why.
+CATALOGUE = [
+    ('{"key": "plain", "x": 1.0}', "row"),
+    ('{"key": "extra", "x": 2.0, "unused": 5.0}', "row"),  # features the model does not read are ignored
+    ('{"key": "устройство-7 📟", "x": 3.0}', "row"),  # unicode keys
+    ('{"key": "' + "k" * 20000 + '", "x": 4.0}', "row"),  # a very long key
+    ('{"key": "twice", "x": 5.0}', "row"),  # repeated keys: each record is its own row
+    ('{"key": "twice", "x": 6.0}', "row"),
+    ('{"key": 42, "x": 7.0}', "row"),  # an integer key becomes text
+    ('{"key": "huge", "x": 3.0e38}', "row"),  # the largest float32 values
+    ('{"key": "too-huge", "x": 1.0e39}', "overflows a 32-bit float"),
+    ('{"key": "inf", "x": Infinity}', "not a finite number"),
+    ('{"key": "", "x": 8.0}', "--pattern=keyed needs"),  # an empty key is no key
+    ('{"x": 9.0}', "--pattern=keyed needs"),
+    ('{"key": "text", "x": "' + "long text " * 5000 + '"}', "should be a number"),  # a very long string
+    ('{"key": "no-x"}', "no features"),
+    ('{"key": "list", "x": []}', "empty list"),
+]
+
+
+def test_the_record_catalogue(run_main, demo_models, tmp_path):
+    source = tmp_path / "catalogue.jsonl"
+    source.write_text("\n".join(line for line, _ in CATALOGUE) + "\n", encoding="utf-8")
+    run = run_main("--pattern=keyed", f"--model_uris={demo_models['multiply_by_5']}", f"--input={source}")
+    assert run.returncode == 0, run.stderr
+    rows, letters = run.rows(), run.dead_letters()
+    expected_rows = [json.loads(line) for line, outcome in CATALOGUE if outcome == "row"]
+    assert sorted((row["key"], row["input"]["x"]) for row in rows) == sorted(
+        (str(r["key"]), r["x"]) for r in expected_rows
+    )
+    for row in rows:
+        if row["key"] == "huge":
+            assert _y(row, 0) is None, "5 x 3e38 overflows float32: the infinite output is written as null"
+        else:
+            assert_close(_y(row, 0), 5 * row["input"]["x"])
+    assert next(row for row in rows if row["key"] == "extra")["input"] == {"x": 2.0, "unused": 5.0}
+    expected_messages = sorted(outcome for _, outcome in CATALOGUE if outcome != "row")
+    found = sorted(next(m for m in expected_messages if m in letter["message"]) for letter in letters)
+    assert found == expected_messages, [letter["message"][:100] for letter in letters]
+    assert all(letter["stage"] == "parse" for letter in letters)
+    assert "reconciled               yes" in run.stdout
