@@ -160,6 +160,7 @@ def run(records: int, repeats: int, folder: Path) -> dict:
             "--direct_num_workers=2",
         ),
         "raw heavy": lambda: baseline("raw", heavy, heavy_input, out / "raw_heavy"),
+        "floor heavy": lambda: baseline("floor", heavy, heavy_input, out / "floor_heavy"),
         "naive heavy": lambda: baseline("naive", heavy, heavy_few, out / "naive_heavy"),
         "postprocess heavy": lambda: pattern("postprocess", [heavy], heavy_input, out / "heavy"),
     }
