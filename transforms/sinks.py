@@ -171,7 +171,7 @@ class _LogUnwritable(beam.DoFn):
 
 
 class LogUnwritable(beam.PTransform):
-    """Dead letters the dead-letter sink itself refused: logged in full and counted, the last place they can go."""
+    """Dead letters the dead-letter sink itself refused: logged (raw input up to 2000 bytes) and counted."""
 
     def expand(self, letters: beam.PCollection) -> None:
         letters | "Log" >> beam.ParDo(_LogUnwritable())
