@@ -178,6 +178,30 @@ def _check_sources_and_sinks(args: argparse.Namespace) -> None:
         raise ParameterError(f"--window_seconds must be at least 1; got {args.window_seconds}")
 
 
+# Parameters the configuration holds exactly as given; the others are parsed or derived below.
+_AS_GIVEN = (
+    "pattern",
+    "input",
+    "input_format",
+    "output",
+    "key_field",
+    "signature_name",
+    "chain_feature",
+    "chain_output",
+    "input_subscription",
+    "message_format",
+    "key_attribute",
+    "output_topic",
+    "dead_letter_topic",
+    "input_table",
+    "input_query",
+    "temp_dataset",
+    "output_table",
+    "dead_letter_table",
+    "window_seconds",
+)
+
+
 def _default_dead_letter(args: argparse.Namespace) -> str | None:
     if _given(args, _DEAD_LETTER_SINKS):
         return args.dead_letter
@@ -193,27 +217,9 @@ def config_from_args(args: argparse.Namespace) -> InferenceConfig:
             f"got {args.min_batch_size} and {args.max_batch_size}"
         )
     return InferenceConfig(
-        pattern=args.pattern,
+        **{name: getattr(args, name) for name in _AS_GIVEN},
         models=models_from_args(args.pattern, args.model_uris, args.model_names),
-        input=args.input,
-        input_format=args.input_format,
-        output=args.output,
         dead_letter=_default_dead_letter(args),
-        key_field=args.key_field,
         feature_types=FeatureTypes.parse(args.default_feature_type, args.feature_types),
-        signature_name=args.signature_name,
         batching=Batching(args.min_batch_size, args.max_batch_size),
-        chain_feature=args.chain_feature,
-        chain_output=args.chain_output,
-        input_subscription=args.input_subscription,
-        message_format=args.message_format,
-        key_attribute=args.key_attribute,
-        output_topic=args.output_topic,
-        dead_letter_topic=args.dead_letter_topic,
-        input_table=args.input_table,
-        input_query=args.input_query,
-        temp_dataset=args.temp_dataset,
-        output_table=args.output_table,
-        dead_letter_table=args.dead_letter_table,
-        window_seconds=args.window_seconds,
     )
