@@ -70,9 +70,10 @@ def test_each_pattern_streams_rows_and_dead_letters(pubsub, start_main, models_f
 def test_example_messages_with_the_key_in_an_attribute(pubsub, start_main, models_for):
     input_topic, input_subscription = pubsub.topic_with_subscription("examples-input")
     output_topic, output_subscription = pubsub.topic_with_subscription("examples-rows")
-    dead_topic, _ = pubsub.topic_with_subscription("examples-dead")
+    dead_topic, dead_subscription = pubsub.topic_with_subscription("examples-dead")
     for i in range(5):
         pubsub.publish(input_topic, encode_example({"x": float(i)}), device=f"sensor-{i}")
+    pubsub.publish(input_topic, b"\xff\xfe not an Example", device="sensor-bad")
     process = start_main(
         "--pattern=keyed",
         f"--model_uris={models_for('keyed')}",
@@ -84,8 +85,11 @@ def test_example_messages_with_the_key_in_an_attribute(pubsub, start_main, model
         env=pubsub.env,
     )
     rows = [json.loads(m.data) for m in pubsub.pull(output_subscription, 5, seconds=120)]
+    letters = [json.loads(m.data) for m in pubsub.pull(dead_subscription, 1, seconds=30)]
     stop(process)
     assert sorted(row["key"] for row in rows) == [f"sensor-{i}" for i in range(5)]
+    assert [(d["key"], d["stage"], d["raw_encoding"]) for d in letters] == [("sensor-bad", "parse", "base64")]
+    assert "not a serialized tf.train.Example" in letters[0]["message"]
     for row in rows:
         assert_close(row["predictions"][0]["outputs"]["y"][0], 5 * row["input"]["x"])
 
