@@ -31,6 +31,29 @@ def test_missing_corrupt_and_unsuitable_models_are_refused(tmp_path, demo_models
         serving_signature(float_input_model, "serving_default")
 
 
+def saved_module(path, input_signature, serve) -> str:
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.serve = tf.function(serve, input_signature=input_signature)
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return str(path)
+
+
+def test_two_inputs_or_an_output_without_a_batch_dimension_are_refused(tmp_path):
+    import tensorflow as tf
+
+    examples = tf.TensorSpec([None], tf.string, name="examples")
+    two_inputs = saved_module(
+        tmp_path / "two", [examples, tf.TensorSpec([None], tf.string, name="more")], lambda a, b: {"y": a}
+    )
+    with pytest.raises(ParameterError, match=r"takes examples \(DT_STRING\), more \(DT_STRING\)"):
+        serving_signature(two_inputs, "serving_default")
+    scalar = saved_module(tmp_path / "scalar", [examples], lambda a: {"count": tf.size(a), "echo": a})
+    with pytest.raises(ParameterError, match="output\\(s\\) count are scalars, without the batch dimension"):
+        serving_signature(scalar, "serving_default")
+
+
 @pytest.mark.parametrize("factor", [5, 10])
 def test_demo_models_are_accurate_from_minus_to_plus_a_thousand(factor):
     from tools.demo import train_multiplier

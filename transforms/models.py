@@ -101,4 +101,10 @@ def serving_signature(uri: str, signature_name: str) -> Signature:
         )
     if not signature.outputs:
         raise ParameterError(f"model {uri}: signature {signature_name!r} has no outputs")
+    unbatched = [output.alias for output in signature.outputs if output.shape == ()]
+    if unbatched:
+        raise ParameterError(
+            f"model {uri}: signature {signature_name!r} output(s) {', '.join(unbatched)} are scalars, without the "
+            "batch dimension RunInference needs to give each example its own value"
+        )
     return signature
