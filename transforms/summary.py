@@ -104,7 +104,7 @@ def summary_table(summary: RunSummary, pattern: str, seconds: float, streaming: 
         lines.append("  reconciled               yes")
     elif streaming:
         lines.append(
-            f"  in flight at stop {in_flight:>10}  (read, not yet written; Pub/Sub redelivers unacked messages)"
+            f"  not counted out   {in_flight:>10}  (read, but not in the written counts: in flight, or lagging metrics)"
         )
     else:
         lines.append("  reconciled                NO: records read != rows written + dead letters")
