@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks.streaming import streaming_latency
+from tools.pubsub_emulator import missing_tools
 
 ROOT = Path(__file__).resolve().parent.parent
 PATTERNS = ("predict", "postprocess", "keyed", "multi_parallel", "multi_sequence")
@@ -268,6 +269,9 @@ def main() -> None:
     parser.add_argument("--stream-seconds", type=float, default=60, help="streaming: how long to publish")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
+    missing = missing_tools()
+    if missing:  # said before the throughput part, not after it
+        parser.error("the streaming part needs the Pub/Sub emulator; install:\n  " + "\n  ".join(missing))
     with tempfile.TemporaryDirectory() as folder:
         results = run(args.records, args.repeats, Path(folder))
         streaming = streaming_latency(Path(folder) / "models" / "multiply_by_5", args.stream_rate, args.stream_seconds)
