@@ -82,5 +82,6 @@ def test_table_rows_fit_their_tables_in_both_write_methods():
         row = prediction_table_row(payload, "message-1", json_as_text)
         assert problems(row, schema("predictions")) == []
         assert row["record_id"] == "message-1"
-        assert row["input"] == ('{"x": 2.0}' if json_as_text else {"x": 2.0})
+        assert (json.loads(row["input"]) if json_as_text else row["input"]) == {"x": 2.0}
+        assert isinstance(row["input"], str) == json_as_text
         assert problems(dead_letter_table_row(letter, None, json_as_text), schema("dead_letters")) == []

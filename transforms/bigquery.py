@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+import orjson
 from apache_beam.io.gcp.bigquery import BigQueryDisposition, BigQueryQueryPriority, ReadFromBigQuery, WriteToBigQuery
 from apache_beam.io.gcp.bigquery_tools import RetryStrategy, parse_table_reference
 from apache_beam.io.gcp.internal.clients import bigquery as bigquery_api
@@ -72,7 +73,7 @@ class ReadBigQueryRows(beam.PTransform):
 
 
 def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return orjson.dumps(value).decode("utf-8")
 
 
 def prediction_table_row(payload: bytes, record_id: str | None, json_as_text: bool) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def prediction_table_row(payload: bytes, record_id: str | None, json_as_text: bo
     Its JSON columns (input, predictions.outputs) go as parsed JSON in load files and as JSON text in
     streaming inserts: each method reads the other form as a JSON string, not as the object.
     """
-    row = json.loads(payload)
+    row = orjson.loads(payload)
     if json_as_text:
         row["input"] = _json_text(row["input"])
         for prediction in row["predictions"]:
@@ -91,7 +92,7 @@ def prediction_table_row(payload: bytes, record_id: str | None, json_as_text: bo
 
 def dead_letter_table_row(payload: bytes, record_id: str | None, json_as_text: bool) -> dict[str, Any]:
     """A JSON dead letter as a dead-letters-table row (it has no JSON columns)."""
-    return {"record_id": record_id, **json.loads(payload)}
+    return {"record_id": record_id, **orjson.loads(payload)}
 
 
 def _table_row(encoded, to_row, json_as_text: bool) -> dict[str, Any]:
