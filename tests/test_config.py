@@ -48,9 +48,11 @@ def test_explicit_names_and_dead_letter():
             ["--pattern=keyed", "--model_uris=a", "--dead_letter=d", "--dead_letter_topic=projects/p/topics/t"],
             "dead letters go to one place",
         ),
-        (["--pattern=keyed", "--model_uris=a", "--input_table=p:d.t"], "exactly one source"),
-        (["--pattern=keyed", "--model_uris=a", "--temp_dataset=p:d"], "only used by --input_query"),
-        (["--pattern=predict", "--model_uris=a", "--output_table=p:d.t"], "use --pattern=postprocess"),
+        (["--pattern=keyed", "--model_uris=a", "--input_table=my-project:d.t"], "exactly one source"),
+        (["--pattern=keyed", "--model_uris=a", "--temp_dataset=my-project:d"], "only used by --input_query"),
+        (["--pattern=predict", "--model_uris=a", "--output_table=my-project:d.t"], "use --pattern=postprocess"),
+        (["--pattern=keyed", "--model_uris=a", "--output_table=p:d"], "not a BigQuery table name"),
+        (["--pattern=keyed", "--model_uris=a", "--dead_letter_table=d.t`; DROP TABLE x"], "not a BigQuery table"),
     ],
 )
 def test_bad_combinations_are_rejected_with_the_fix(argv, message):
@@ -88,21 +90,28 @@ def test_streaming_sinks():
 
 def test_bigquery_sources_and_sinks():
     parser = build_parser()
-    table = ["--pattern=keyed", "--model_uris=a", "--input_table=p:d.t", "--output_table=p:d.rows"]
+    table = ["--pattern=keyed", "--model_uris=a", "--input_table=my-project:d.t", "--output_table=my-project:d.rows"]
     with pytest.raises(ParameterError, match="a place for dead letters"):
         config_from_args(parser.parse_args(table))
-    config = config_from_args(parser.parse_args([*table, "--dead_letter_table=p:d.dead"]))
+    config = config_from_args(parser.parse_args([*table, "--dead_letter_table=my-project:d.dead"]))
     assert (config.input, config.input_table, config.output_table, config.dead_letter_table) == (
         None,
-        "p:d.t",
-        "p:d.rows",
-        "p:d.dead",
+        "my-project:d.t",
+        "my-project:d.rows",
+        "my-project:d.dead",
     )
     assert config.dead_letter is None and not config.streaming
     query = ["--pattern=keyed", "--model_uris=a", "--input_query=SELECT key, x FROM d.t", "--output=o"]
     with pytest.raises(ParameterError, match="needs --temp_dataset=PROJECT:DATASET"):
         config_from_args(parser.parse_args(query))
-    assert config_from_args(parser.parse_args([*query, "--temp_dataset=p:scratch"])).temp_dataset == "p:scratch"
+    assert (
+        config_from_args(parser.parse_args([*query, "--temp_dataset=my-project:scratch"])).temp_dataset
+        == "my-project:scratch"
+    )
+    with pytest.raises(ParameterError, match=r"--temp_dataset=my-project:d.t is not a BigQuery dataset name"):
+        config_from_args(parser.parse_args([*query, "--temp_dataset=my-project:d.t"]))
+    with pytest.raises(ParameterError, match="--input_table=project.dataset.table is not a BigQuery table name"):
+        config_from_args(parser.parse_args([*table[:2], "--input_table=project.dataset.table", "--output=o"]))
     delete = ["--pattern=keyed", "--model_uris=a", "--input_query=DELETE FROM d.t WHERE true", "--temp_dataset=d"]
     with pytest.raises(ParameterError, match="must be one SELECT"):
         config_from_args(parser.parse_args([*delete, "--output=o"]))

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from transforms.parameters import FEATURE_TYPES, SELECT_QUERY
+from transforms.parameters import BIGQUERY_IDENTIFIERS, FEATURE_TYPES, SELECT_QUERY
 
 SINGLE_MODEL_PATTERNS = ("predict", "postprocess", "keyed")
 MULTI_MODEL_PATTERNS = ("multi_parallel", "multi_sequence")
@@ -165,6 +165,16 @@ def _check_sources_and_sinks(args: argparse.Namespace) -> None:
             "--input_query needs --temp_dataset=PROJECT:DATASET, a dataset in the queried tables' location that "
             "holds the query's result while it is read (Terraform creates one)"
         )
+    for name, pattern in BIGQUERY_IDENTIFIERS.items():
+        value = getattr(args, name)
+        if value and not re.fullmatch(pattern, value):
+            kind, form = (
+                ("dataset", "[PROJECT:]DATASET") if name == "temp_dataset" else ("table", "[PROJECT:]DATASET.TABLE")
+            )
+            raise ParameterError(
+                f"--{name}={value} is not a BigQuery {kind} name of the form {form}: PROJECT a project id, "
+                "DATASET letters, digits and underscores, TABLE those and dashes"
+            )
     if args.input_query and not re.fullmatch(SELECT_QUERY, args.input_query):
         raise ParameterError("--input_query must be one SELECT (or WITH ... SELECT) query; nothing else is run")
     if args.temp_dataset and not args.input_query:

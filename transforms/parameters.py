@@ -19,6 +19,14 @@ _BQ_PROJECT = r"([a-z][a-z0-9.-]{4,61}[a-z0-9]:)?"
 _BQ_DATASET = r"[A-Za-z0-9_]{1,1024}"
 SELECT_QUERY = r"^\s*([Ss][Ee][Ll][Ee][Cc][Tt]|[Ww][Ii][Tt][Hh])\s[\s\S]*$"
 _BQ_TABLE = rf"{_BQ_PROJECT}{_BQ_DATASET}\.[A-Za-z0-9_-]{{1,1024}}"
+# BigQuery names are checked before the run too (never only in the Console's form): none reaches a query.
+BIGQUERY_TABLE = rf"^{_BQ_TABLE}$"
+BIGQUERY_IDENTIFIERS = {
+    "input_table": BIGQUERY_TABLE,
+    "output_table": BIGQUERY_TABLE,
+    "dead_letter_table": BIGQUERY_TABLE,
+    "temp_dataset": rf"^{_BQ_PROJECT}{_BQ_DATASET}$",
+}
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         "PROJECT:DATASET.TABLE to score, read with the BigQuery Storage Read API: the key_field column and one "
         "column per feature.",
         "BIGQUERY_TABLE",
-        regexes=(rf"^{_BQ_TABLE}$",),
+        regexes=(BIGQUERY_TABLE,),
     ),
     Parameter(
         "input_query",
@@ -100,7 +108,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         "BigQuery temporary dataset",
         "PROJECT:DATASET (or DATASET) that holds input_query's result table while it is read; in the queried "
         "tables' location. Beam then neither creates nor deletes a dataset of its own.",
-        regexes=(rf"^{_BQ_PROJECT}{_BQ_DATASET}$",),
+        regexes=(BIGQUERY_IDENTIFIERS["temp_dataset"],),
     ),
     Parameter(
         "message_format",
@@ -156,7 +164,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         "missing): file loads in batch, streaming inserts in streaming. Not for predict, whose PredictionLogs are "
         "not rows.",
         "BIGQUERY_TABLE",
-        regexes=(rf"^{_BQ_TABLE}$",),
+        regexes=(BIGQUERY_TABLE,),
     ),
     Parameter(
         "dead_letter",
@@ -178,7 +186,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         "PROJECT:DATASET.TABLE to append rejected records to (schemas/bigquery/dead_letters.json), instead of "
         "dead-letter files or a topic.",
         "BIGQUERY_TABLE",
-        regexes=(rf"^{_BQ_TABLE}$",),
+        regexes=(BIGQUERY_TABLE,),
     ),
     Parameter(
         "key_field",
