@@ -12,6 +12,7 @@ FEATURE_TYPES = ("float", "int", "bytes")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
+_POSITIVE = r"^[1-9][0-9]*$"
 _PATH = r"(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^,\s]*)?|[^,\s:]+)"
 _PROJECT = r"[a-z][a-z0-9.:-]{4,61}[a-z0-9]"
 _PUBSUB_NAME = r"[A-Za-z][A-Za-z0-9._~%+-]{2,254}"
@@ -126,7 +127,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         "files are written per; each window's files appear once it closes.",
         "NUMBER",
         default=60,
-        regexes=(r"^[1-9][0-9]*$",),
+        regexes=(_POSITIVE,),
     ),
     Parameter(
         "key_attribute",
@@ -222,7 +223,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         "Smallest batch RunInference sends to the model.",
         "NUMBER",
         default=1,
-        regexes=(r"^[1-9][0-9]*$",),
+        regexes=(_POSITIVE,),
     ),
     Parameter(
         "max_batch_size",
@@ -230,7 +231,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         "Largest batch RunInference sends to the model.",
         "NUMBER",
         default=512,
-        regexes=(r"^[1-9][0-9]*$",),
+        regexes=(_POSITIVE,),
     ),
     Parameter(
         "chain_feature",

@@ -1,4 +1,4 @@
-"""Writing results and dead letters: encoded and counted once, then to files and/or a Pub/Sub topic."""
+"""Writing results and dead letters: encoded and counted once, then to files, a Pub/Sub topic and/or a table."""
 
 from __future__ import annotations
 
