@@ -41,6 +41,11 @@ def test_csv_header_is_shared_and_read_through_compression(tmp_path):
     assert plan.format == "csv" and plan.header == ("key", "x") and len(plan.files) == 3
 
 
+def test_a_csv_header_is_one_rfc4180_record(tmp_path):
+    (tmp_path / "a.csv").write_text('\ufeff"key","x, in cm","two\nlines"\nk,1,2\n')
+    assert plan_input(config(str(tmp_path / "a.csv"))).header == ("key", "x, in cm", "two\nlines")
+
+
 def test_format_from_matched_files_or_parameter(tmp_path):
     (tmp_path / "part-0.jsonl").write_text("{}\n")
     assert plan_input(config(str(tmp_path / "part-*"))).format == "jsonl"
@@ -56,11 +61,13 @@ def test_format_from_matched_files_or_parameter(tmp_path):
         ({"a.csv": "key,x\n", "b.csv": "key,y\n"}, "every file of --input must share one header"),
         ({"a.csv": "key,x,x\n"}, "repeats column"),
         ({"a.csv": "key\n"}, "no feature column besides the key"),
+        ({"a.csv": 'key,"x\n1,2\n'}, "header of CSV file .* is broken: CSV record starting at line 1 .* never closed"),
+        ({"a.csv": b"key,\xff\n"}, "header row that cannot be read: line is not valid UTF-8"),
     ],
 )
 def test_bad_csv_headers(tmp_path, files, message):
     for name, text in files.items():
-        (tmp_path / name).write_text(text)
+        (tmp_path / name).write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ParameterError, match=message):
         plan_input(config(str(tmp_path / "*.csv")))
 

@@ -1,8 +1,9 @@
-"""Input records: one line of CSV or JSON, or one serialized tf.train.Example, parsed into typed features."""
+"""Input records: one CSV record, one JSON line, or one serialized tf.train.Example, parsed into typed features."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
@@ -144,14 +145,27 @@ def parse_fields(fields: dict[str, Any], key_field: str, types: FeatureTypes) ->
     return Parsed(*_keyed_features(_key_text(fields.pop(key_field, None), key_field), fields, types, from_text=False))
 
 
+def csv_fields(raw: bytes) -> list[str]:
+    """The fields of one CSV record, by RFC 4180: quoted fields may hold delimiters, quotes and line breaks.
+
+    Lines split on LF only, so a lone CR outside quotes is an error rather than a second record.
+    """
+    try:
+        rows = list(csv.reader(io.StringIO(_decode_utf8(raw), newline="\n"), strict=True))
+    except csv.Error as error:
+        raise RecordError(f"record is not valid CSV: {error}") from None
+    if len(rows) > 1:
+        raise RecordError(f"record holds {len(rows)} CSV rows; expected one")
+    return rows[0] if rows else []
+
+
 def parse_csv(
     raw: bytes, header: Sequence[str], key_field: str, types: FeatureTypes
 ) -> tuple[str | None, dict[str, FeatureValue]]:
-    """A CSV line read against the file's header row."""
-    rows = list(csv.reader([_decode_utf8(raw)]))
-    values = rows[0] if rows else []
+    """A CSV record read against the file's header row."""
+    values = csv_fields(raw)
     if len(values) != len(header):
-        raise RecordError(f"line has {len(values)} columns, the header has {len(header)}")
+        raise RecordError(f"record has {len(values)} columns, the header has {len(header)}")
     fields = dict(zip(header, values, strict=True))
     return _keyed_features(_key_text(fields.pop(key_field, None), key_field), fields, types, from_text=True)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -10,7 +9,6 @@ from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
 
@@ -18,8 +16,8 @@ from transforms import counters
 from transforms.bigquery import ReadBigQueryRows
 from transforms.config import InferenceConfig, ParameterError
 from transforms.dead_letters import dead_letter
-from transforms.file_records import UnreadableFile, lines, tfrecords
-from transforms.records import Record, RecordError, parse_fields, parse_record
+from transforms.file_records import BrokenCsvRecord, UnreadableFile, csv_records, lines, open_input, tfrecords
+from transforms.records import Record, RecordError, csv_fields, parse_fields, parse_record
 from transforms.rows import row_json
 
 PARSE_STAGE = "parse"
@@ -55,22 +53,25 @@ class InputPlan:
     header: tuple[str, ...] = ()
 
 
-def _first_line(path: str) -> str:
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
-        line = f.readline()
-    return line.decode("utf-8-sig").rstrip("\r\n")
+def _header_record(path: str) -> bytes:
+    with open_input(path) as stream:
+        first = next(csv_records(stream), b"")
+    if isinstance(first, BrokenCsvRecord):
+        raise ParameterError(f"the header of CSV file {path} is broken: {first.message()}")
+    return first
 
 
 def _csv_header(files: Iterable[str], key_field: str) -> tuple[str, ...]:
     header, header_file = None, None
     for path in files:
         try:
-            line = _first_line(path)
-        except UnicodeDecodeError:
-            raise ParameterError(f"CSV file {path} has a header row that is not UTF-8") from None
-        if not line:
+            columns = tuple(csv_fields(_header_record(path)))
+        except UnreadableFile as error:
+            raise ParameterError(f"CSV file {path} has no readable header row: {error}") from None
+        except RecordError as error:
+            raise ParameterError(f"CSV file {path} has a header row that cannot be read: {error}") from None
+        if not columns:
             continue  # an empty file has no records to read
-        columns = tuple(next(csv.reader([line])))
         if header is None:
             header, header_file = columns, path
         elif columns != header:
@@ -175,23 +176,32 @@ class _ParseRecords(beam.DoFn):
         yield Record(raw.id or uuid.uuid4().hex, key, features, raw.data, raw.source, model_input)
 
 
+_READERS = {"tfrecord": tfrecords, "jsonl": lines, "csv": csv_records}
+
+
 class _ReadFile(beam.DoFn):
     """(file name, raw record) for each record of a matched file; an unreadable rest becomes a dead letter."""
 
     def __init__(self, kind: str):
         self._kind = kind
+        self._records_read = counters.counter(counters.RECORDS_READ)
 
     def process(self, readable: fileio.ReadableFile) -> Iterable:
         path = readable.metadata.path
         try:
-            with readable.open() as stream:
-                records = tfrecords(stream) if self._kind == "tfrecord" else lines(stream)
+            with open_input(path) as stream:
+                records = _READERS[self._kind](stream)
                 if self._kind == "csv":
                     next(records, None)  # the header, checked when the pipeline was planned
                 for record in records:
-                    yield path, record
+                    if isinstance(record, BrokenCsvRecord):
+                        self._records_read.inc()  # counted here: it never reaches the parser
+                        letter = dead_letter(PARSE_STAGE, RecordError(record.message()), record.raw, path)
+                        yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
+                    else:
+                        yield path, record
         except UnreadableFile as error:
-            counters.counter(counters.RECORDS_READ).inc()  # the unreadable rest counts as one record
+            self._records_read.inc()  # the unreadable rest counts as one record
             message = f"{path} cannot be read past byte {error.offset}: {error}; the rest of the file was skipped"
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(READ_STAGE, ValueError(message), b"", path))
 
