@@ -55,7 +55,7 @@ def test_an_unterminated_quote_is_one_dead_letter_and_the_records_after_it_come_
     [letter] = run.dead_letters()
     assert letter["stage"] == "parse"
     assert letter["raw"] == 'k2,2,"never closed\nk3,3,plain\nk4,4,last', "its whole raw text"
-    assert "line 3 (byte 39)" in letter["message"] and "never closed" in letter["message"]
+    assert "starting at byte 39 " in letter["message"] and "never closed" in letter["message"]
     assert "records read               4" in run.stdout
     assert "reconciled               yes" in run.stdout
 

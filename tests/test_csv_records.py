@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms import file_records
-from transforms.file_records import BrokenCsvRecord, csv_records
+from transforms import csv_records as csv_module
+from transforms.csv_records import BrokenCsvRecord, csv_records
 from transforms.records import RecordError, csv_fields
 
 
 def records(data: bytes) -> list:
-    return list(csv_records(io.BytesIO(data)))
+    return [record for _, record in csv_records(io.BytesIO(data))]
 
 
 def test_the_issue_example_keeps_its_multi_line_field_whole():
@@ -58,7 +58,7 @@ def python_reads_on(line: bytes) -> bool:
     ],
 )
 def test_a_line_ends_inside_quotes_as_pythons_csv_reader_decides(line, inside):
-    assert file_records._ends_inside_quotes(line, False) is inside
+    assert csv_module.ends_inside_quotes(line, False) is inside
     assert python_reads_on(line) is inside
 
 
@@ -66,7 +66,7 @@ def test_a_line_ends_inside_quotes_as_pythons_csv_reader_decides(line, inside):
 @given(st.text(alphabet=st.sampled_from(list('ab,"')), max_size=16))
 def test_any_line_ends_inside_quotes_exactly_when_pythons_csv_reader_reads_on(text):
     line = text.encode() + b"\n"
-    assert file_records._ends_inside_quotes(line, False) is python_reads_on(line)
+    assert csv_module.ends_inside_quotes(line, False) is python_reads_on(line)
 
 
 def test_an_unterminated_quote_at_the_end_costs_only_its_record():
@@ -76,18 +76,18 @@ def test_an_unterminated_quote_at_the_end_costs_only_its_record():
     broken = got[2]
     assert isinstance(broken, BrokenCsvRecord)
     assert broken.raw == b'k2,"2\nk3,3\nk4,4', "a broken record holds all the text it spans"
-    assert (broken.line, broken.offset) == (3, len(b"key,x\nk1,1\n"))
-    assert "line 3 (byte 11)" in broken.message() and "never closed" in broken.message()
+    assert broken.offset == len(b"key,x\nk1,1\n")
+    assert "starting at byte 11 " in broken.message() and "never closed" in broken.message()
     assert got[3:] == [b"k3,3", b"k4,4"], "reading resumes on the line after the broken record began"
 
 
 def test_a_quote_open_past_the_size_limit_is_broken_and_reading_resumes(monkeypatch):
-    monkeypatch.setattr(file_records, "MAX_CSV_RECORD_BYTES", 40)
+    monkeypatch.setattr(csv_module, "MAX_CSV_RECORD_BYTES", 40)
     filler = b"".join(b"k%d,%d\n" % (i, i) for i in range(10, 30))
     data = b'key,x\nk1,"1\n' + filler + b'k9,"9\n"\n'
     got = records(data)
     broken = [r for r in got if isinstance(r, BrokenCsvRecord)]
-    assert len(broken) == 1 and broken[0].line == 2 and "still open after" in broken[0].reason
+    assert len(broken) == 1 and broken[0].offset == len(b"key,x\n") and "still open after" in broken[0].reason
     assert len(broken[0].raw) <= 40 + len(b"k10,10\n") * 2
     good = [r for r in got if not isinstance(r, BrokenCsvRecord)]
     assert good == [b"key,x", *filler.splitlines(), b'k9,"9\n"']
@@ -125,3 +125,52 @@ def test_every_rfc4180_file_reads_back_field_for_field(rows, quote_all, ending):
     rows = [(row * width)[:width] for row in rows]
     got = records(rfc4180(rows, quote_all, ending))
     assert [csv_fields(r) for r in got] == rows
+
+
+def starts_from_byte_zero(data: bytes) -> list[int]:
+    return [offset for offset, _ in csv_records(io.BytesIO(data))]
+
+
+def first_at_or_after(starts: list[int], position: int, size: int) -> int:
+    return next((s for s in starts if s >= position), size)
+
+
+def chunk_entries(raw: bytes, chunk: int) -> list[int]:
+    """Each chunk's first record start, chained from byte 0 through the chunks' summaries."""
+    stream = io.BytesIO(raw)
+    entries, entry = [], 0
+    for start in range(0, len(raw), chunk):
+        entries.append(entry)
+        entry = csv_module.chunk_exit(stream, entry, csv_module.chunk_summary(stream, start, start + chunk))
+    return [*entries, entry]
+
+
+SPLIT_TEXT = st.text(alphabet=st.sampled_from(list('ab,"\n')), max_size=300)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=SPLIT_TEXT, data=st.data())
+def test_chained_chunk_summaries_find_the_records_a_reader_from_byte_zero_finds(text, data):
+    """Any chunk size, quotes anywhere (stray and unterminated ones too), a record limit smaller than a chunk."""
+    raw = text.encode()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(csv_module, "MAX_CSV_RECORD_BYTES", data.draw(st.sampled_from([4, 16, 1 << 20])))
+        starts = starts_from_byte_zero(raw)
+        chunk = data.draw(st.integers(1, 64))
+        expected = [first_at_or_after(starts, position, len(raw)) for position in range(0, len(raw), chunk)]
+        assert chunk_entries(raw, chunk) == [*expected, len(raw)]
+        position = data.draw(st.integers(0, len(raw)))
+        found = csv_module.first_start_at_or_after(io.BytesIO(raw), 0, position)
+        assert found == first_at_or_after(starts, position, len(raw))
+
+
+def test_notes_ending_in_a_line_break_read_alike_from_both_sides_of_their_quotes_yet_chunks_start_right(monkeypatch):
+    """`...\n"` at a line start opens a quote to a reader that entered inside the field: the two readings never
+    meet until the file ends, so only the chain from byte 0 can tell which is right."""
+    monkeypatch.setattr(csv_module, "MAX_CSV_RECORD_BYTES", 64 << 10)
+    note = b'"' + b"line\n" * 10_000 + b'"'  # 50 kB of quoted line breaks, the closing quote alone on its line
+    raw = b"key,x,note\n" + b"".join(b"k%d,%d,%s\n" % (i, i, note if i % 3 == 0 else b"plain") for i in range(30))
+    starts = starts_from_byte_zero(raw)
+    chunk = 31_337
+    expected = [first_at_or_after(starts, position, len(raw)) for position in range(0, len(raw), chunk)]
+    assert chunk_entries(raw, chunk) == [*expected, len(raw)]

@@ -48,7 +48,7 @@ def test_damage_is_reported_with_the_offset_after_the_good_records(tmp_path, dam
 
 
 def test_lines_strip_endings_and_report_corrupt_compression():
-    assert list(lines(io.BytesIO(b"a\r\nb\n\nc"))) == [b"a", b"b", b"", b"c"]
+    assert list(lines(io.BytesIO(b"a\r\nb\n\nc"))) == [(0, b"a"), (3, b"b"), (5, b""), (6, b"c")]
     cut = gzip.compress(b"line one\nline two\n" * 1000)[:-40]
     with pytest.raises(UnreadableFile):
         list(lines(gzip.GzipFile(fileobj=io.BytesIO(cut))))
@@ -109,7 +109,7 @@ def _read_until_damage(path: str) -> tuple[list[bytes], UnreadableFile | None]:
     read = []
     try:
         with open_input(path) as stream:
-            read.extend(lines(stream))
+            read.extend(line for _, line in lines(stream))
     except UnreadableFile as error:
         return read, error
     return read, None

@@ -7,6 +7,7 @@ RECORDS_READ = "records_read"
 ROWS_WRITTEN = "rows_written"
 DEAD_LETTERS = "dead_letters"
 DEAD_LETTERS_UNWRITABLE = "dead_letters_unwritable"
+INPUT_RANGES = "input_ranges"
 
 
 def counter(name: str) -> beam.metrics.metric.Metrics.DelegatingCounter:

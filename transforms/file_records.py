@@ -1,4 +1,4 @@
-"""Records read from one input file, as a stream: TFRecords with their checksums verified, JSON lines, CSV records.
+"""Records read from one input file, as a stream: TFRecords with their checksums verified, or lines of text.
 
 A truncated or corrupt file must not stop the job: reading stops at the first bad byte and the rest of
 the file is reported as one UnreadableFile (a dead letter), while every record before it is kept. Compressed
@@ -13,9 +13,8 @@ import io
 import lzma
 import struct
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
 import google_crc32c
 import zstandard
@@ -24,9 +23,6 @@ from apache_beam.io.filesystems import FileSystems
 
 _MASK_DELTA = 0xA282EAD8
 _CHUNK = 1 << 16
-_BOM = b"\xef\xbb\xbf"
-# A CSV record longer than this whose quoted field has not closed is taken as broken (see csv_records).
-MAX_CSV_RECORD_BYTES = 1 << 20
 
 # What each decompressor raises on corrupt input.
 _CORRUPT = (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
@@ -145,118 +141,22 @@ def tfrecords(stream: BinaryIO) -> Iterator[bytes]:
         yield data
 
 
-class _Line(NamedTuple):
-    text: bytes  # with its line ending
-    number: int  # 1-based
-    offset: int  # of its first byte
+def read_line(stream: BinaryIO, offset: int) -> bytes:
+    """The next line of a text stream at `offset`, with its ending; damage is raised as UnreadableFile there."""
+    try:
+        return stream.readline()
+    except UnreadableFile as error:
+        raise UnreadableFile(str(error), offset) from None
+    except _CORRUPT as error:
+        raise UnreadableFile(f"{type(error).__name__}: {error}", offset) from None
 
 
-def _numbered_lines(stream: BinaryIO) -> Iterator[_Line]:
-    """Each line of a text stream with its ending, number and offset; the unreadable rest is raised."""
-    offset, number = 0, 0
-    while True:
-        try:
-            line = stream.readline()
-        except UnreadableFile as error:
-            raise UnreadableFile(str(error), offset) from None
-        except _CORRUPT as error:
-            raise UnreadableFile(f"{type(error).__name__}: {error}", offset) from None
-        if not line:
-            return
-        number += 1
-        yield _Line(line, number, offset)
-        offset += len(line)
-
-
-def _without_ending(line: bytes) -> bytes:
+def without_ending(line: bytes) -> bytes:
     return line[:-2] if line.endswith(b"\r\n") else line.rstrip(b"\n")
 
 
-def lines(stream: BinaryIO) -> Iterator[bytes]:
-    """Each line of a text stream, without its line ending; a blank last line is not a record."""
-    for line in _numbered_lines(stream):
-        yield _without_ending(line.text)
-
-
-class BrokenCsvRecord(NamedTuple):
-    """A CSV record whose quoted field never closes: its raw text, where it began, and why it is broken."""
-
-    raw: bytes
-    line: int
-    offset: int
-    reason: str
-
-    def message(self) -> str:
-        return f"CSV record starting at line {self.line} (byte {self.offset}) {self.reason}"
-
-
-def _ends_inside_quotes(line: bytes, inside: bool) -> bool:
-    """Whether a CSV line ends inside a quoted field, given whether it began inside one.
-
-    Python's csv reader decides the same way: a quote opens a field only at the field's start, a doubled
-    quote inside a quoted field is a literal quote, and any other quote is a literal character.
-    """
-    position = 0
-    if not inside:
-        if not line.startswith(b'"'):
-            position = line.find(b',"')
-            if position < 0:
-                return False
-            position += 1
-        inside, position = True, position + 1
-    while True:
-        quote = line.find(b'"', position)
-        if quote < 0:
-            return True
-        if line.startswith(b'"', quote + 1):
-            position = quote + 2  # an escaped quote
-            continue
-        # The field is closed; anything up to the next delimiter is an unquoted tail of it.
-        position = line.find(b',"', quote + 1)
-        if position < 0:
-            return False
-        position += 2
-
-
-def csv_records(stream: BinaryIO) -> Iterator[bytes | BrokenCsvRecord]:
-    """Each CSV record of a text stream as RFC 4180 reads it: quoted fields may hold line breaks.
-
-    A record goes without its final line ending; a UTF-8 byte order mark before the first is dropped.
-    A quoted field that is still open at the end of the file, or after MAX_CSV_RECORD_BYTES, makes its
-    record a BrokenCsvRecord holding all the text it spans. Reading then resumes on the line after the
-    one the broken record began on, so that the records after a stray quote still come out.
-    """
-    source = _numbered_lines(stream)
-    replay: deque[_Line] = deque()  # lines to read again after a broken record
-    first = True
-    while True:
-        line = replay.popleft() if replay else next(source, None)
-        if line is None:
-            return
-        if first and line.text.startswith(_BOM):
-            line = _Line(line.text[len(_BOM) :], line.number, line.offset + len(_BOM))
-        first = False
-        if not _ends_inside_quotes(line.text, False):
-            yield _without_ending(line.text)
-            continue
-        spanned, size = [line], len(line.text)
-        while True:
-            more = replay.popleft() if replay else next(source, None)
-            if more is None or size > MAX_CSV_RECORD_BYTES:
-                reason = (
-                    "has a quoted field that is never closed before the end of the file"
-                    if more is None
-                    else f"has a quoted field still open after {size} bytes (at most {MAX_CSV_RECORD_BYTES})"
-                )
-                yield BrokenCsvRecord(
-                    b"".join(s.text for s in spanned).rstrip(b"\r\n"), line.number, line.offset, reason
-                )
-                if more is not None:
-                    spanned.append(more)
-                replay.extendleft(reversed(spanned[1:]))
-                break
-            spanned.append(more)
-            size += len(more.text)
-            if not _ends_inside_quotes(more.text, True):
-                yield _without_ending(b"".join(s.text for s in spanned))
-                break
+def lines(stream: BinaryIO, offset: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) for each line of a text stream positioned at `offset`; endings dropped, as is a last blank."""
+    while line := read_line(stream, offset):
+        yield offset, without_ending(line)
+        offset += len(line)

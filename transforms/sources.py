@@ -16,99 +16,72 @@ from transforms import counters
 from transforms.bigquery import ReadBigQueryRows
 from transforms.config import InferenceConfig, ParameterError
 from transforms.dead_letters import dead_letter
-from transforms.file_records import BrokenCsvRecord, UnreadableFile, csv_records, lines, open_input, tfrecords
-from transforms.records import Record, RecordError, csv_fields, parse_fields, parse_record
+from transforms.file_ranges import RANGE_BYTES, FileRangesOf, ReadFileRanges, csv_header, format_of
+from transforms.file_records import UnreadableFile
+from transforms.records import Record, RecordError, parse_fields, parse_record
 from transforms.rows import row_json
 
 PARSE_STAGE = "parse"
-READ_STAGE = "read"
 DEAD_LETTERS = "dead_letters"
-_EXTENSIONS = {
-    ".tfrecord": "tfrecord",
-    ".tfrecords": "tfrecord",
-    ".csv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-}
-
-
-def format_of(path: str) -> str | None:
-    """tfrecord, csv or jsonl from a file name (compressed .gz/.bz2/.zst/.deflate too), or None."""
-    name = path.lower()
-    for suffix in (".gz", ".bz2", ".zst", ".deflate"):
-        name = name.removesuffix(suffix)
-    for extension, kind in _EXTENSIONS.items():
-        if name.endswith(extension):
-            return kind
-    return None
+# One listing call to Cloud Storage returns up to this many objects: the launch looks at no more.
+_FIRST_PAGE = 1000
 
 
 @dataclass(frozen=True)
 class InputPlan:
-    """What the source will read: a file pattern, its format and, for CSV, the header every file shares."""
+    """What the source will read: a file pattern, its format and, for CSV, the header of its first file.
+
+    `names_format` says the format came from the file names, so a file named otherwise is not read as it.
+    """
 
     pattern: str
     format: str
-    files: tuple[str, ...]
     header: tuple[str, ...] = ()
+    header_file: str = ""
+    names_format: bool = False
 
 
-def _header_record(path: str) -> bytes:
-    with open_input(path) as stream:
-        first = next(csv_records(stream), b"")
-    if isinstance(first, BrokenCsvRecord):
-        raise ParameterError(f"the header of CSV file {path} is broken: {first.message()}")
-    return first
-
-
-def _csv_header(files: Iterable[str], key_field: str) -> tuple[str, ...]:
-    header, header_file = None, None
-    for path in files:
+def _first_csv_header(paths: Iterable[str], key_field: str) -> tuple[tuple[str, ...], str]:
+    """The header of the first file that has one, checked, and that file."""
+    for path in paths:
         try:
-            columns = tuple(csv_fields(_header_record(path)))
-        except UnreadableFile as error:
+            header = csv_header(path)
+        except (UnreadableFile, RecordError) as error:
             raise ParameterError(f"CSV file {path} has no readable header row: {error}") from None
-        except RecordError as error:
-            raise ParameterError(f"CSV file {path} has a header row that cannot be read: {error}") from None
-        if not columns:
+        if not header:
             continue  # an empty file has no records to read
-        if header is None:
-            header, header_file = columns, path
-        elif columns != header:
-            raise ParameterError(
-                f"CSV file {path} has header {','.join(columns)} but {header_file} has {','.join(header)}; "
-                "every file of --input must share one header"
-            )
-    if header is None:
-        return ()
-    duplicates = sorted({c for c in header if header.count(c) > 1})
-    if duplicates:
-        raise ParameterError(f"CSV header of {header_file} repeats column(s) {', '.join(duplicates)}")
-    if not [c for c in header if c != key_field]:
-        raise ParameterError(f"CSV header of {header_file} has no feature column besides the key {key_field!r}")
-    return header
+        duplicates = sorted({c for c in header if header.count(c) > 1})
+        if duplicates:
+            raise ParameterError(f"CSV header of {path} repeats column(s) {', '.join(duplicates)}")
+        if not [c for c in header if c != key_field]:
+            raise ParameterError(f"CSV header of {path} has no feature column besides the key {key_field!r}")
+        return header, path
+    return (), ""
 
 
 def plan_input(config: InferenceConfig) -> InputPlan:
-    """Match --input, settle its format and read CSV headers, failing before the pipeline is built."""
+    """Check that --input matches, settle its format and read the first CSV header, before the pipeline is built.
+
+    The work is the same however many files match: one listing call, and one header read (more only past
+    empty files). The job itself matches every file and compares each CSV header with this one.
+    """
     try:
-        matches = FileSystems.match([config.input])[0].metadata_list
+        listed = [m.path for m in FileSystems.match([config.input], limits=[_FIRST_PAGE])[0].metadata_list]
     except Exception as error:
         raise ParameterError(f"--input={config.input} cannot be listed: {error}") from None
-    files = tuple(sorted(m.path for m in matches))
-    if not files:
+    if not listed:
         raise ParameterError(f"no files match --input={config.input}")
     kind = config.input_format or format_of(config.input)
     if kind is None:
-        kinds = {format_of(path) for path in files}
+        kinds = {format_of(path) for path in listed}
         if len(kinds) != 1 or None in kinds:
             raise ParameterError(
                 f"cannot tell the format of --input={config.input} from its file names "
-                f"(e.g. {files[0]}); name them .tfrecord, .csv or .jsonl (optionally .gz) or pass --input_format"
+                f"(e.g. {listed[0]}); name them .tfrecord, .csv or .jsonl (optionally .gz) or pass --input_format"
             )
         kind = kinds.pop()
-    header = _csv_header(files, config.key_field) if kind == "csv" else ()
-    return InputPlan(config.input, kind, files, header)
+    header, header_file = _first_csv_header(listed, config.key_field) if kind == "csv" else ((), "")
+    return InputPlan(config.input, kind, header, header_file, names_format=config.input_format is None)
 
 
 class RawRecord(NamedTuple):
@@ -176,58 +149,33 @@ class _ParseRecords(beam.DoFn):
         yield Record(raw.id or uuid.uuid4().hex, key, features, raw.data, raw.source, model_input)
 
 
-_READERS = {"tfrecord": tfrecords, "jsonl": lines, "csv": csv_records}
-
-
-class _ReadFile(beam.DoFn):
-    """(file name, raw record) for each record of a matched file; an unreadable rest becomes a dead letter."""
-
-    def __init__(self, kind: str):
-        self._kind = kind
-        self._records_read = counters.counter(counters.RECORDS_READ)
-
-    def process(self, readable: fileio.ReadableFile) -> Iterable:
-        path = readable.metadata.path
-        try:
-            with open_input(path) as stream:
-                records = _READERS[self._kind](stream)
-                if self._kind == "csv":
-                    next(records, None)  # the header, checked when the pipeline was planned
-                for record in records:
-                    if isinstance(record, BrokenCsvRecord):
-                        self._records_read.inc()  # counted here: it never reaches the parser
-                        letter = dead_letter(PARSE_STAGE, RecordError(record.message()), record.raw, path)
-                        yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
-                    else:
-                        yield path, record
-        except UnreadableFile as error:
-            self._records_read.inc()  # the unreadable rest counts as one record
-            message = f"{path} cannot be read past byte {error.offset}: {error}; the rest of the file was skipped"
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(READ_STAGE, ValueError(message), b"", path))
-
-
 class ReadRecords(beam.PTransform):
-    """Records from the input files, and a dead letter for each line or record that cannot be read or parsed.
+    """Records from the input files, and a dead letter for each record or file rest that cannot be read or parsed.
 
-    Files are matched, spread over workers and read whole, each as one stream: a corrupt or truncated
-    file then costs only its unreadable rest, never the job.
+    Files are matched in the job, not at launch, and read in byte ranges spread over the workers (see
+    file_ranges): uncompressed CSV and JSON Lines in many ranges each, compressed files and TFRecords whole.
+    A corrupt or truncated file costs only its unreadable rest, never the job.
     """
 
-    def __init__(self, plan: InputPlan, config: InferenceConfig):
+    def __init__(self, plan: InputPlan, config: InferenceConfig, range_bytes: int = RANGE_BYTES):
         super().__init__()
         self._plan = plan
         self._config = config
+        self._range_bytes = range_bytes
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
+        plan = self._plan
+        read = ReadFileRanges(plan.format, plan.header, plan.header_file, plan.names_format, self._range_bytes)
         raw, unreadable = (
             pbegin
-            | "Files" >> beam.Create(self._plan.files)
-            | "Spread" >> beam.Reshuffle()
+            | "Pattern" >> beam.Create([plan.pattern])
             | "Match" >> fileio.MatchAll()
-            | "Open" >> fileio.ReadMatches()
-            | "Read" >> beam.ParDo(_ReadFile(self._plan.format)).with_outputs(DEAD_LETTERS, main="raw")
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "Ranges" >> FileRangesOf(plan.format, self._range_bytes)
+            | "SpreadRanges" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(read).with_outputs(DEAD_LETTERS, main="raw")
         )
-        parse = _ParseRecords(file_record, self._plan.format, self._config, self._plan.header)
+        parse = _ParseRecords(file_record, plan.format, self._config, plan.header)
         records, bad = raw | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, main="records")
         return records, (unreadable, bad) | "DeadLetters" >> beam.Flatten()
 
