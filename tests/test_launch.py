@@ -21,6 +21,7 @@ from tools.flex_template_service import (
 )
 from tools.launch_local import IMAGE, PATTERNS, SERVICE_ACCOUNT, cloud_build_step, local_dataflow, pattern_parameters
 from tools.template import template_spec
+from transforms.model_cache import MANIFEST, stage_model
 
 ROOT = Path(__file__).resolve().parent.parent
 METADATA = json.loads((ROOT / "metadata.json").read_text())
@@ -132,6 +133,18 @@ def test_cloud_build_publishes_the_spec_the_service_launches(dataflow, spec):
 def test_models_in_the_bucket_have_folder_objects_as_the_console_makes(dataflow):
     names = [blob.name for blob in dataflow.service.client.list_blobs(dataflow.bucket, prefix="models/multiply_by_5")]
     assert "models/multiply_by_5/" in names and "models/multiply_by_5/variables/" in names
+
+
+def test_staging_skips_folder_objects_and_refuses_a_folder_name_holding_bytes(dataflow, tmp_path):
+    local = stage_model(f"gs://{dataflow.bucket}/models/multiply_by_5", str(tmp_path / "m5"))
+    manifest = json.loads((Path(local) / MANIFEST).read_text())
+    assert {"saved_model.pb", "variables/variables.index"} <= set(manifest)
+    assert not [name for name in manifest if name == "" or name.endswith("/")]
+    bucket = dataflow.service.client.bucket(dataflow.bucket)
+    bucket.blob("models/odd/saved_model.pb").upload_from_string(b"not a model")
+    bucket.blob("models/odd/variables/").upload_from_string(b"data")
+    with pytest.raises(OSError, match=r"models/odd/variables/ ends in '/' but holds 4 bytes"):
+        stage_model(f"gs://{dataflow.bucket}/models/odd", str(tmp_path / "odd"))
 
 
 def _job_file_images(dataflow, job_file: str) -> set[str]:

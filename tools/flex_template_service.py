@@ -10,15 +10,19 @@ among them. It answers with the job only when the launcher exited 0 and the job 
 
 Where each fact about the launcher comes from:
 - request and response of `projects.locations.flexTemplates.launch` (launchParameter: jobName,
-  containerSpecGcsPath, parameters, environment; response: job): the Dataflow v1b3 REST reference, and the
-  body the real gcloud sends (`--log-http`);
-- `python $FLEX_TEMPLATE_PYTHON_PY_FILE`: Google's python-docs-samples flex templates and their launcher logs
-  (`python_template_launcher.go`, python-docs-samples issue 4891);
-- `--template_location=gs://<staging>/template_launches/<job id>/job_object` with `--runner=DataflowRunner`,
-  `--project`, `--region`, `--job_name` (`--jobName` in Java), `--staging_location`, `--temp_location`,
-  `--service_account_email`: the launcher's "Executing: ..." log lines quoted in public issues and notes, and the
-  `console_logs` / `operation_result` files next to the job object there;
-- `--sdk_container_image` from the merged environment's `sdkContainerImage` (FlexTemplateRuntimeEnvironment);
+  containerSpecGcsPath, parameters, environment; response: job): the Dataflow v1b3 REST reference, and the body
+  the real gcloud 528 sends (seen with `--log-http`);
+- `python $FLEX_TEMPLATE_PYTHON_PY_FILE`, each parameter as `--name=value`: the Python launcher's logs
+  (`python_template_launcher.go`) in python-docs-samples issue 4891, and Google's Python flex template samples;
+- `--template_location=gs://<staging>/template_launches/<job id>/job_object` next to `--runner=DataflowRunner
+  --project --region --job_name --staging_location --temp_location`: the launcher's "Executing: ..." log line
+  quoted in public notes (the Java launcher, whose flags are the camelCase of these: `--templateLocation`,
+  `--jobName`, `--stagingLocation`, `--serviceAccount`), the `console_logs` and `operation_result` files next to
+  the job object in public troubleshooting guides, and Beam's own DataflowRunner, which under
+  `--template_location` writes the job file there instead of submitting;
+- `--sdk_container_image` and `--service_account_email`: the Beam options of the merged environment's
+  `sdkContainerImage` and `serviceAccountEmail` (FlexTemplateRuntimeEnvironment), as issue 12 of this project
+  lists the launcher's flags;
 - parameters not declared in the metadata refused: python-docs-samples issue 4894 (a parameter had to be added
   to metadata.json before the service accepted it).
 
