@@ -49,6 +49,8 @@ def cloud_build_step(
     step = next((s for s in config["steps"] if s.get("id") == step_id), None)
     if step is None:
         raise KeyError(f"{build} has no step {step_id!r}")
+    if "entrypoint" not in step:
+        raise ValueError(f"step {step_id} runs its builder image's own entrypoint, which only Cloud Build has")
     values = {**config.get("substitutions", {}), **substitutions}
 
     def substitute(text: str) -> str:
@@ -61,13 +63,18 @@ def cloud_build_step(
         parts = text.split("$$")  # $$ is a literal $ for the step's own shell
         return "$".join(re.sub(r"\$\{(\w+)\}|\$(\w+)", value, part) for part in parts)
 
-    return [substitute(step.get("entrypoint", "")), *(substitute(arg) for arg in step["args"])]
+    return [substitute(step["entrypoint"]), *(substitute(arg) for arg in step["args"])]
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @contextlib.contextmanager
@@ -81,7 +88,7 @@ def storage_emulator(log: Path) -> Iterator[str]:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+        while not _listening(port):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"gcp-storage-emulator did not start; see {log}")
             time.sleep(0.2)
