@@ -5,25 +5,32 @@
 # The launcher binary only; pinned to a dated tag, never `latest`.
 FROM gcr.io/dataflow-templates-base/python311-template-launcher-base:20240812-rc01 AS launcher
 
-# Must be the apache-beam version pinned in requirements.txt (a test checks it).
-FROM apache/beam_python3.11_sdk:2.77.0
+# Beam's SDK harness boot only, from the SDK image of the apache-beam version pinned in requirements.txt (a test
+# checks it). Its Python packages stay behind: that image preinstalls its own set (scipy, pandas, test tools...).
+FROM apache/beam_python3.11_sdk:2.77.0 AS beam
+
+# A plain Python, the one Cloud Build's tests run on, so the installed set is the lock and nothing else.
+FROM python:3.11-slim-bookworm
 #checkov:skip=CKV_DOCKER_2:No HEALTHCHECK: the Dataflow service supervises the launcher and the SDK harness itself and ignores Docker health checks.
-#checkov:skip=CKV_DOCKER_3:No USER: Beam's SDK image and boot, which this image extends, run as root inside Dataflow's per-worker VM; isolation comes from the worker service account.
+#checkov:skip=CKV_DOCKER_3:No USER: Beam's SDK harness boot runs as root inside Dataflow's per-worker VM, as in Beam's own SDK images; isolation comes from the worker service account.
 
 WORKDIR /template
 
 COPY requirements.txt .
-RUN pip install --no-cache-dir --require-hashes -r requirements.txt \
-    && pip check
+RUN pip install --no-cache-dir --require-hashes -r requirements.txt
 
 COPY pyproject.toml main.py ./
 COPY transforms/ transforms/
 COPY tools/ tools/
 COPY schemas/bigquery/ schemas/bigquery/
+# The build fails unless the installed set is exactly the lock (plus pip and this package) and consistent.
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && pip check \
+    && python -m tools.check_lock requirements.txt --allow tfx-inference-template \
     && python -c "import main, transforms.pipeline"
 
+# Custom base image, Beam's documented way: the SDK harness boot copied from the SDK image of the same version.
+COPY --from=beam /opt/apache/beam /opt/apache/beam
 COPY --from=launcher /opt/google/dataflow/python_template_launcher /opt/google/dataflow/python_template_launcher
 
 ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py

@@ -10,7 +10,7 @@ DEMO_OUT := out/demo
 RUN := $(PY) main.py
 comma := ,
 
-.PHONY: venv bqemulator bench demo demo-stream models data test lint format lock readme metadata template-spec graph checkov provider-schemas terraform-check clean
+.PHONY: venv bqemulator bench demo demo-stream models data test lint format lock readme metadata template-spec launch-local graph checkov provider-schemas terraform-check clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -109,6 +109,12 @@ metadata: $(INSTALLED)
 IMAGE ?= tfx-inference:local
 template-spec: $(INSTALLED)
 	$(PY) -m tools.template spec build/template-spec.json --image=$(IMAGE)
+
+# One pattern launched offline as Dataflow launches it, up to the job file: Cloud Build's template-spec step
+# publishes the spec to the GCS emulator, and the real `gcloud dataflow flex-template run` launches it through the
+# Flex Template service stand-in (tools/flex_template_service.py). make launch-local PATTERN=multi_sequence
+launch-local: models data
+	$(PY) -m tools.launch_local --pattern=$(PATTERN) --models=$(MODELS) --data=$(DATA)
 
 # The pipeline graph of one pattern as a PNG (needs graphviz: apt-get install graphviz).
 PATTERN ?= multi_parallel

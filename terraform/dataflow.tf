@@ -1,4 +1,5 @@
-# Optional: a job launched from the template, on private worker IPs when a subnetwork is given.
+# Optional: a job launched from the template, on private worker IPs when a subnetwork is given. The spec at
+# local.template_path is Cloud Build's to write (its template-spec step): apply with launch_job after a build.
 resource "google_dataflow_flex_template_job" "inference" {
   provider                = google-beta
   count                   = var.launch_job ? 1 : 0
@@ -8,7 +9,6 @@ resource "google_dataflow_flex_template_job" "inference" {
   service_account_email   = google_service_account.worker.email
   temp_location           = local.temp_location
   staging_location        = local.staging_location
-  sdk_container_image     = local.image
   subnetwork              = var.subnetwork
   ip_configuration        = var.subnetwork == null ? "WORKER_IP_PUBLIC" : "WORKER_IP_PRIVATE"
   kms_key_name            = var.kms_key_name
@@ -23,7 +23,6 @@ resource "google_dataflow_flex_template_job" "inference" {
   }
 
   depends_on = [
-    google_storage_bucket_object.template_spec,
     google_project_iam_member.worker,
     google_storage_bucket_iam_member.worker,
     google_artifact_registry_repository_iam_member.worker,

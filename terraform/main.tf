@@ -7,7 +7,6 @@ locals {
   template_path    = "gs://${google_storage_bucket.data.name}/${local.template_object}"
   temp_location    = "gs://${google_storage_bucket.data.name}/temp"
   staging_location = "gs://${google_storage_bucket.data.name}/staging"
-  metadata         = jsondecode(file("${path.module}/../metadata.json"))
 }
 
 resource "google_project_service" "apis" {

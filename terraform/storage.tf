@@ -42,17 +42,3 @@ resource "google_storage_bucket" "data" {
 
   depends_on = [google_project_service.apis]
 }
-
-# The Flex Template spec, the document `gcloud dataflow flex-template build` writes: the image Cloud Build
-# pushes, metadata.json as generated from the parameter registry, and the same image for the workers.
-resource "google_storage_bucket_object" "template_spec" {
-  name         = local.template_object
-  bucket       = google_storage_bucket.data.name
-  content_type = "application/json"
-  content = jsonencode({
-    image              = local.image
-    sdkInfo            = { language = "PYTHON" }
-    metadata           = local.metadata
-    defaultEnvironment = { sdkContainerImage = local.image }
-  })
-}

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -32,15 +33,47 @@ def test_hadolint_is_clean():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _stages() -> list[tuple[str, str | None]]:
+    """(image, stage name) of each FROM, in order."""
+    stages = []
+    for line in INSTRUCTIONS:
+        if line.startswith("FROM "):
+            words = line.split()
+            stages.append((words[1], words[3] if len(words) == 4 and words[2].upper() == "AS" else None))
+    return stages
+
+
 def test_images_are_pinned_and_match_the_lock():
-    froms = [line.split()[1] for line in INSTRUCTIONS if line.startswith("FROM ")]
-    launcher, sdk = froms
+    (launcher, _), (beam, beam_stage), (base, base_stage) = _stages()
     assert launcher.startswith("gcr.io/dataflow-templates-base/python311-template-launcher-base:")
     assert not launcher.endswith(":latest")
-    assert sdk == f"apache/beam_python3.11_sdk:{_pin('apache-beam')}"
+    assert beam == f"apache/beam_python3.11_sdk:{_pin('apache-beam')}" and beam_stage
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert f"python{python.replace('.', '')}-template-launcher" in launcher and f"python{python}_sdk" in sdk
+    assert f"python{python.replace('.', '')}-template-launcher" in launcher and f"python{python}_sdk" in beam
     assert "<3.12" in (ROOT / "pyproject.toml").read_text() and python == "3.11"
+    assert base == f"python:{python}-slim-bookworm" and base_stage is None
+    tests_image = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())["steps"][0]["name"]
+    assert base == tests_image, "the image's Python is the one Cloud Build runs the tests on"
+
+
+def test_the_image_is_a_plain_python_with_only_beams_boot_from_the_sdk_image():
+    """Beam's SDK image preinstalls packages the lock does not pin: only its boot (/opt/apache/beam) is copied,
+    the way Beam documents custom base images."""
+    (_, launcher_stage), (_, beam_stage), _ = _stages()
+    copies = [line.split()[1:] for line in INSTRUCTIONS if line.startswith("COPY --from=")]
+    assert [f"--from={beam_stage}", "/opt/apache/beam", "/opt/apache/beam"] in copies
+    assert all(c[0] in (f"--from={beam_stage}", f"--from={launcher_stage}") for c in copies)
+    assert [c[1] for c in copies if c[0] == f"--from={beam_stage}"] == ["/opt/apache/beam"]
+
+
+def test_the_build_fails_unless_the_installed_set_is_exactly_the_lock():
+    runs = [line for line in INSTRUCTIONS if line.startswith("RUN ")]
+    last_install = max(i for i, run in enumerate(runs) if "pip install" in run)
+    project = re.search(r'^name = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+    check = f"python -m tools.check_lock requirements.txt --allow {project}"
+    final = runs[last_install].split("pip install", 2)[-1]
+    assert check in final and "pip check" in final, "the check must follow the last install"
+    assert all("pip install" not in run for run in runs[last_install + 1 :])
 
 
 def test_everything_is_installed_at_build_time_from_the_lock():

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import jsonschema
 import pytest
+import re2
 from apache_beam.options.pipeline_options import PipelineOptions
+from google.cloud.dataflow_v1beta3 import TemplateMetadata
+from google.protobuf import json_format
 
 from tools.template import metadata_json, template_spec
 from transforms.parameters import PARAMETERS, build_parser, template_metadata
@@ -32,6 +37,17 @@ def test_metadata_is_valid_template_metadata():
         )
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**METADATA, "unknownField": 1}, schema)
+
+
+def test_metadata_is_the_dataflow_api_template_metadata_of_a_batch_and_streaming_template():
+    """Parsed by the Dataflow client's own TemplateMetadata message, which refuses a field the API lacks."""
+    message = TemplateMetadata.pb(TemplateMetadata())
+    json_format.ParseDict(METADATA, message)
+    assert message.name == METADATA["name"] and len(message.parameters) == len(METADATA["parameters"])
+    assert "input_subscription" in {p.name for p in message.parameters}, "Pub/Sub input makes the job streaming"
+    assert message.streaming and message.supports_at_least_once and message.supports_exactly_once
+    with pytest.raises(json_format.ParseError):
+        json_format.ParseDict({**METADATA, "streamingMode": "EXACTLY_ONCE"}, TemplateMetadata.pb(TemplateMetadata()))
 
 
 def test_metadata_and_main_accept_the_same_parameters():
@@ -109,6 +125,44 @@ def test_each_regex_accepts_real_values_and_rejects_wrong_ones(parameter):
             assert re.fullmatch(regex, value), f"{parameter['name']} regex refuses {value!r}"
         for value in invalid:
             assert not re.fullmatch(regex, value), f"{parameter['name']} regex accepts {value!r}"
+
+
+REGEXES = [(p["name"], regex) for p in METADATA["parameters"] for regex in p.get("regexes", ())]
+
+
+def _javascript_matches(cases: list[tuple[str, str]]) -> list[bool]:
+    """Whole-string matches of (regex, value) pairs by JavaScript's RegExp, as a browser form checks them."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: `apt-get install nodejs` (the Console checks parameters in JavaScript)")
+    script = (
+        "const cases = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+        "console.log(JSON.stringify(cases.map(([r, v]) => new RegExp('^(?:' + r + ')$').test(v))));"
+    )
+    done = subprocess.run([node, "-e", script], input=json.dumps(cases), capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def test_every_regex_compiles_and_matches_alike_in_re2_python_and_javascript():
+    """The service's engine is not documented; Google's services commonly use RE2, and the Console is JavaScript."""
+    cases = []
+    for name, regex in REGEXES:
+        re2.compile(regex)  # raises re2.error, e.g. "invalid repetition size" above {1000}
+        valid, invalid = EXAMPLES[name]
+        cases += [(regex, value) for value in (*valid, *invalid)]
+    python = [bool(re.fullmatch(regex, value)) for regex, value in cases]
+    google = [bool(re2.fullmatch(regex, value)) for regex, value in cases]
+    javascript = _javascript_matches(cases)
+    verdicts = zip(cases, python, google, javascript, strict=True)
+    assert python == google == javascript, [(case, p, g, j) for case, p, g, j in verdicts if not p == g == j]
+
+
+def test_bigquery_names_up_to_1024_characters_pass_the_re2_regexes():
+    regexes = dict(REGEXES)
+    longest = f"my-project:{'d' * 1024}.{'t' * 1024}"
+    assert re2.fullmatch(regexes["output_table"], longest)
+    assert not re2.fullmatch(regexes["output_table"], f"my-project:{'d' * 1025}.t")
+    assert re2.fullmatch(regexes["temp_dataset"], "d" * 1024) and not re2.fullmatch(regexes["temp_dataset"], "d" * 1025)
 
 
 def test_every_parameter_with_free_text_has_regex_examples():

@@ -12,7 +12,7 @@ from tfx_bsl.public.proto import model_spec_pb2
 
 from transforms.config import Batching, ModelSpec
 from transforms.dead_letters import record_dead_letter
-from transforms.model_cache import stage_model
+from transforms.model_cache import stage_model, stage_saved_model_proto
 from transforms.postprocess import outputs_by_example
 from transforms.prediction_logs import build_prediction_logs
 from transforms.records import Record
@@ -189,9 +189,9 @@ class Predict(beam.PTransform):
     def __init__(self, model: ModelSpec, signature_name: str, batching: Batching, prediction_logs: bool = False):
         super().__init__()
         self._model = model
-        # tfx-bsl reads the model's signatures when its handler is built, so a gs:// model is staged here
-        # (in the launcher) too; every worker then stages it into the same local path before loading.
-        local_path = stage_model(model.uri)
+        # tfx-bsl reads the model's signatures (saved_model.pb) when its handler is built: only that file is
+        # copied here, in the launcher; every worker stages the whole model into the same local path to load it.
+        local_path = stage_saved_model_proto(model.uri)
         base = CreateModelHandler(inference_spec(local_path, signature_name, batching))
         handler = PredictionLogModelHandler(base) if prediction_logs else OutputsModelHandler(base)
         self._handler = KeyedByRecord(IsolatingModelHandler(StagedModelHandler(handler, model.uri, local_path)))

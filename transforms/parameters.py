@@ -17,9 +17,11 @@ _PATH = r"(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^,\s]*)?|[^,\s:]+)"
 _PROJECT = r"[a-z][a-z0-9.:-]{4,61}[a-z0-9]"
 _PUBSUB_NAME = r"[A-Za-z][A-Za-z0-9._~%+-]{2,254}"
 _BQ_PROJECT = r"([a-z][a-z0-9.-]{4,61}[a-z0-9]:)?"
-_BQ_DATASET = r"[A-Za-z0-9_]{1,1024}"
+# BigQuery allows 1024 characters in dataset and table names, but RE2 (the engine of Google's services) refuses
+# a repetition above 1000: "{1,1000}" and "{0,24}" spell the same 1 to 1024.
+_BQ_DATASET = r"[A-Za-z0-9_]{1,1000}[A-Za-z0-9_]{0,24}"
 SELECT_QUERY = r"^\s*([Ss][Ee][Ll][Ee][Cc][Tt]|[Ww][Ii][Tt][Hh])\s[\s\S]*$"
-_BQ_TABLE = rf"{_BQ_PROJECT}{_BQ_DATASET}\.[A-Za-z0-9_-]{{1,1024}}"
+_BQ_TABLE = rf"{_BQ_PROJECT}{_BQ_DATASET}\.[A-Za-z0-9_-]{{1,1000}}[A-Za-z0-9_-]{{0,24}}"
 # BigQuery names are checked before the run too (never only in the Console's form): none reaches a query.
 BIGQUERY_TABLE = rf"^{_BQ_TABLE}$"
 BIGQUERY_IDENTIFIERS = {
@@ -315,4 +317,13 @@ def template_metadata() -> dict:
         if parameter.default is not None:
             entry["defaultValue"] = str(parameter.default)
         parameters.append(entry)
-    return {"name": TEMPLATE_NAME, "description": TEMPLATE_DESCRIPTION, "streaming": False, "parameters": parameters}
+    # Pub/Sub input makes a streaming job; its sinks take a redelivered message (at-least-once mode) as well as
+    # exactly-once processing, so the Console may offer both.
+    return {
+        "name": TEMPLATE_NAME,
+        "description": TEMPLATE_DESCRIPTION,
+        "streaming": True,
+        "supportsAtLeastOnce": True,
+        "supportsExactlyOnce": True,
+        "parameters": parameters,
+    }

@@ -91,6 +91,20 @@ def check_load_location(config: InferenceConfig, options: PipelineOptions) -> No
         )
 
 
+def submitted_message(config: InferenceConfig, options: PipelineOptions, result: PipelineResult) -> str:
+    """What a remote run left behind: a job, or, under the Flex Template launcher, the job file it wrote.
+
+    The launcher passes --template_location: Beam then writes the job there for the service to start, and its
+    result holds no job to ask for an id.
+    """
+    runner = options.view_as(StandardOptions).runner
+    template_location = options.view_as(GoogleCloudOptions).template_location
+    if template_location:
+        return f"pattern {config.pattern} written for {runner} as the job file {template_location}"
+    job_id = result.job_id() if hasattr(result, "job_id") else None
+    return f"pattern {config.pattern} submitted to {runner}: job {job_id}"
+
+
 def run(config: InferenceConfig, options: PipelineOptions) -> int:
     """Build and run the pipeline. Locally: wait, print the summary, and fail if the counts do not add up.
 
@@ -108,8 +122,7 @@ def run(config: InferenceConfig, options: PipelineOptions) -> int:
     result = pipeline.run()
     if not is_local(options):
         # Under the Flex Template launcher the job must be submitted and left to run: never wait here.
-        job_id = result.job_id() if hasattr(result, "job_id") else None
-        print(f"pattern {config.pattern} submitted to {options.view_as(StandardOptions).runner}: job {job_id}")
+        print(submitted_message(config, options, result))
         return 0
     if config.streaming:
         print(f"pattern {config.pattern} streaming from {config.input_subscription}; Ctrl-C stops it", flush=True)

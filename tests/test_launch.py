@@ -1,0 +1,248 @@
+"""The Flex Template launch as Dataflow runs it: the real gcloud CLI, Cloud Build's template-spec step, and the
+launcher's command line, against the GCS emulator and the service stand-in (tools/flex_template_service.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import emulated_environment
+
+from tools.flex_template_service import (
+    Job,
+    launcher_arguments,
+    launcher_from_dockerfile,
+    merged_environment,
+    parameter_errors,
+)
+from tools.launch_local import IMAGE, PATTERNS, SERVICE_ACCOUNT, cloud_build_step, local_dataflow, pattern_parameters
+from tools.template import template_spec
+from transforms.model_cache import MANIFEST, stage_model
+
+ROOT = Path(__file__).resolve().parent.parent
+METADATA = json.loads((ROOT / "metadata.json").read_text())
+LAUNCHER_FLAGS = (
+    "--runner=DataflowRunner",
+    "--project=local-project",
+    "--region=us-central1",
+    "--temp_location=gs://local-tfx-inference/temp",
+    "--staging_location=gs://local-tfx-inference/staging",
+    f"--sdk_container_image={IMAGE}",
+    f"--service_account_email={SERVICE_ACCOUNT}",
+)
+
+
+def test_the_launcher_runs_the_dockerfiles_entry_file_with_its_environment():
+    launcher = launcher_from_dockerfile(ROOT / "Dockerfile")
+    assert launcher.py_file == "/template/main.py" and launcher.local_py_file == ROOT / "main.py"
+    assert launcher.env["PIP_NO_DEPS"] == "True"
+
+
+def test_a_dockerfile_that_would_pip_install_at_launch_is_refused(tmp_path):
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "FROM python:3.11-slim-bookworm\nWORKDIR /template\nCOPY main.py ./\n"
+        "ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py\nENV FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE=/r.txt\n"
+    )
+    with pytest.raises(ValueError, match="FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE: the launcher would pip-install"):
+        launcher_from_dockerfile(dockerfile)
+
+
+def test_parameters_are_checked_as_the_service_checks_them():
+    good = {"pattern": "keyed", "model_uris": "gs://bucket-1/m", "input": "gs://bucket-1/in.csv"}
+    assert parameter_errors(METADATA, good) == []
+    errors = parameter_errors(METADATA, {"pattern": "sideways", "model_uris": "s3://b/m", "colour": "red"})
+    assert errors[0] == "Unrecognized parameter 'colour'"
+    assert any(e.startswith("Parameter 'model_uris' value 's3://b/m' does not match the regex") for e in errors)
+    assert "Parameter 'pattern' value 'sideways' is not one of predict, postprocess, keyed, multi_parallel, " in (
+        "\n".join(errors)
+    )
+    assert parameter_errors(METADATA, {"model_uris": "gs://bucket-1/m"}) == ["Missing required parameter 'pattern'"]
+
+
+def test_the_requests_environment_overrides_the_specs_default():
+    merged = merged_environment(
+        {"sdkContainerImage": "image:1", "maxWorkers": 5}, {"maxWorkers": 10, "tempLocation": "", "network": None}
+    )
+    assert merged == {"sdkContainerImage": "image:1", "maxWorkers": 10}
+    arguments = launcher_arguments(
+        Job("p", "r", "n", "2026-01-01_00_00_00-1"),
+        {"pattern": "keyed"},
+        {"stagingLocation": "gs://b/s", "sdkContainerImage": "image:1", "additionalExperiments": ["a", "b"]},
+    )
+    assert arguments == [
+        "--pattern=keyed",
+        "--runner=DataflowRunner",
+        "--project=p",
+        "--region=r",
+        "--job_name=n",
+        "--temp_location=gs://b/s",
+        "--staging_location=gs://b/s",
+        "--sdk_container_image=image:1",
+        "--experiments=a",
+        "--experiments=b",
+        "--template_location=gs://b/s/template_launches/2026-01-01_00_00_00-1/job_object",
+    ]
+
+
+def test_the_template_spec_step_substitutes_as_cloud_build_does():
+    command = cloud_build_step("template-spec", {"PROJECT_ID": "p", "_BUCKET": "b", "_TAG": "abc"})
+    assert command[:4] == ["bash", "-euo", "pipefail", "-c"]
+    assert "--image=us-central1-docker.pkg.dev/p/tfx-inference/template:abc" in command[4]
+    assert "gs://b/templates/tfx-inference.json" in command[4] and "${" not in command[4]
+
+
+@pytest.fixture(scope="module")
+def dataflow(tmp_path_factory, demo_models, demo_data):
+    """Emulator, stand-in and gcloud up; Cloud Build's step has published the spec; models and inputs uploaded."""
+    if shutil.which("gcloud") is None:
+        pytest.skip("gcloud is not installed: these tests drive the real `gcloud dataflow flex-template run`")
+    folder = tmp_path_factory.mktemp("launch")
+    with local_dataflow(folder) as dataflow:
+        launcher_env = {
+            "STORAGE_EMULATOR_HOST": dataflow.storage,
+            "TFX_INFERENCE_TEST_ANONYMOUS": "1",
+            "PYTHONPATH": str(ROOT / "tests" / "emulators"),
+            "TFX_INFERENCE_MODEL_CACHE": str(folder / "model-cache"),
+        }
+        with emulated_environment(launcher_env):
+            for name, path in demo_models.items():
+                dataflow.upload_model(Path(path), f"models/{name}")
+            bucket = dataflow.service.client.bucket(dataflow.bucket)
+            for data in ("numbers.csv", "with_bad_records.jsonl"):
+                bucket.blob(f"input/{data}").upload_from_filename(str(demo_data / data))
+            yield dataflow
+
+
+@pytest.fixture(scope="module")
+def spec(dataflow) -> str:
+    return dataflow.publish_spec()
+
+
+def test_cloud_build_publishes_the_spec_the_service_launches(dataflow, spec):
+    bucket, name = spec[5:].split("/", 1)
+    published = json.loads(dataflow.service.client.bucket(bucket).blob(name).download_as_text())
+    assert published == template_spec(IMAGE, METADATA)
+    assert published["defaultEnvironment"]["sdkContainerImage"] == published["image"] == IMAGE
+
+
+def test_models_in_the_bucket_have_folder_objects_as_the_console_makes(dataflow):
+    names = [blob.name for blob in dataflow.service.client.list_blobs(dataflow.bucket, prefix="models/multiply_by_5")]
+    assert "models/multiply_by_5/" in names and "models/multiply_by_5/variables/" in names
+
+
+def test_staging_skips_folder_objects_and_refuses_a_folder_name_holding_bytes(dataflow, tmp_path):
+    local = stage_model(f"gs://{dataflow.bucket}/models/multiply_by_5", str(tmp_path / "m5"))
+    manifest = json.loads((Path(local) / MANIFEST).read_text())
+    assert {"saved_model.pb", "variables/variables.index"} <= set(manifest)
+    assert not [name for name in manifest if name == "" or name.endswith("/")]
+    bucket = dataflow.service.client.bucket(dataflow.bucket)
+    bucket.blob("models/odd/saved_model.pb").upload_from_string(b"not a model")
+    bucket.blob("models/odd/variables/").upload_from_string(b"data")
+    with pytest.raises(OSError, match=r"models/odd/variables/ ends in '/' but holds 4 bytes"):
+        stage_model(f"gs://{dataflow.bucket}/models/odd", str(tmp_path / "odd"))
+
+
+def _job_file_images(dataflow, job_file: str) -> set[str]:
+    job = dataflow.service.read_job_file(job_file)
+    pools = job["environment"]["workerPools"]
+    return {p["workerHarnessContainerImage"] for p in pools} | {
+        image["containerImage"] for p in pools for image in p.get("sdkHarnessContainerImages", ())
+    }
+
+
+def _launch(dataflow, spec: str, job_name: str, parameters: dict[str, str]):
+    before = len(dataflow.service.launches)
+    done = dataflow.run_template(job_name, spec, parameters)
+    return done, dataflow.service.launches[before:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_each_pattern_launches_with_the_template_image_as_the_workers_sdk_container(dataflow, spec, pattern):
+    parameters = pattern_parameters(pattern)
+    done, launches = _launch(dataflow, spec, f"{pattern.replace('_', '-')}-job", parameters)
+    assert done.returncode == 0, done.stderr + "".join(launch.stderr for launch in launches)
+    job = json.loads(done.stdout)["job"]
+    (launch,) = launches
+    assert job["id"] == launch.job_id and job["type"] == "JOB_TYPE_BATCH"
+    assert launch.command[:2] == ("python", "/template/main.py")
+    assert set(LAUNCHER_FLAGS) <= set(launch.command)
+    assert f"--model_uris={parameters['model_uris']}" in launch.command, "^~^ kept the commas of model_uris"
+    assert f"--template_location=gs://local-tfx-inference/staging/template_launches/{job['id']}/job_object" in (
+        launch.command
+    )
+    assert f"written for DataflowRunner as the job file {launch.job_file}" in launch.stdout
+    assert _job_file_images(dataflow, launch.job_file) == {IMAGE}
+
+
+@pytest.mark.slow
+def test_the_launcher_reads_only_saved_model_pb(dataflow, spec):
+    done, _ = _launch(dataflow, spec, "keyed-cache", pattern_parameters("keyed"))
+    assert done.returncode == 0, done.stderr
+    cache = Path(os.environ["TFX_INFERENCE_MODEL_CACHE"])
+    staged = sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file() and p.suffix != ".lock")
+    assert staged and all(path.endswith("/saved_model.pb") for path in staged), staged
+
+
+@pytest.mark.slow
+def test_a_streaming_launch_writes_a_streaming_job(dataflow, spec):
+    parameters = {
+        "pattern": "keyed",
+        "model_uris": "gs://local-tfx-inference/models/multiply_by_5",
+        "input_subscription": "projects/local-project/subscriptions/tfx-inference-input",
+        "output_topic": "projects/local-project/topics/tfx-inference-predictions",
+        "dead_letter_topic": "projects/local-project/topics/tfx-inference-dead-letters",
+    }
+    done, (launch,) = _launch(dataflow, spec, "keyed-streaming", parameters)
+    assert done.returncode == 0, done.stderr + launch.stderr
+    assert json.loads(done.stdout)["job"]["type"] == "JOB_TYPE_STREAMING"
+    assert dataflow.service.read_job_file(launch.job_file)["type"] == "JOB_TYPE_STREAMING"
+    assert _job_file_images(dataflow, launch.job_file) == {IMAGE}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"pattern": "keyed", "model_uris": "s3://bucket/m"}, "Parameter 'model_uris' value 's3://bucket/m' does not"),
+        ({"model_uris": "gs://local-tfx-inference/m"}, "Missing required parameter 'pattern'"),
+        ({"pattern": "sideways", "model_uris": "gs://local-tfx-inference/m"}, "Parameter 'pattern' value 'sideways'"),
+        ({"pattern": "keyed", "model_uris": "gs://local-tfx-inference/m", "colour": "red"}, "'colour'"),
+    ],
+    ids=["regex", "required", "enum", "unknown"],
+)
+def test_a_bad_parameter_is_refused_before_any_launcher_runs(dataflow, spec, parameters, message):
+    done, launches = _launch(dataflow, spec, "refused", parameters)
+    assert done.returncode != 0 and launches == []
+    assert "INVALID_ARGUMENT: Invalid template parameters" in done.stderr and message in done.stderr
+
+
+@pytest.mark.slow
+def test_a_failing_launcher_gives_no_job(dataflow, spec):
+    parameters = {**pattern_parameters("keyed"), "model_uris": "gs://local-tfx-inference/models/nothing_here"}
+    done, (launch,) = _launch(dataflow, spec, "keyed-no-model", parameters)
+    assert done.returncode != 0 and launch.returncode == 2
+    assert "Template launch failed: python exited with status 2" in done.stderr
+    assert "has no readable saved_model.pb" in done.stderr
+    console_log = launch.job_file.rsplit("/", 1)[0] + "/console_logs"
+    assert f"Console log: {console_log}" in done.stderr
+
+
+@pytest.mark.slow
+def test_make_launch_local():
+    """`make launch-local PATTERN=...` as a user runs it (the demo models and data built first if missing)."""
+    if shutil.which("gcloud") is None:
+        pytest.skip("gcloud is not installed: make launch-local drives the real gcloud CLI")
+    # -o: the virtualenv is the one these tests run in; make must not reinstall it from here.
+    command = ["make", "--no-print-directory", "-o", ".venv/.installed", "launch-local", "PATTERN=multi_sequence"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Cloud Build's template-spec step published gs://local-tfx-inference/templates/tfx-inference.json" in (
+        done.stdout
+    )
+    assert "launcher: python /template/main.py" in done.stdout and "--pattern=multi_sequence" in done.stdout
+    assert f"workers' SDK container: {IMAGE}" in done.stdout
