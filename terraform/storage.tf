@@ -40,7 +40,7 @@ resource "google_storage_bucket" "data" {
     }
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [google_project_service.apis, google_kms_crypto_key_iam_member.service_agents]
 }
 
 # The Flex Template spec, the document `gcloud dataflow flex-template build` writes: the image Cloud Build

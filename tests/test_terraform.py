@@ -69,6 +69,18 @@ def test_a_misspelt_argument_or_block_or_type_fails(schemas, tmp_path):
     assert "bad.tf: google_storage_bucket.data: required argument 'location' is missing" in problems
 
 
+def test_a_resource_only_the_beta_provider_has_is_created_by_it(schemas):
+    """Without `provider = google-beta`, Terraform looks for a google_project_service_identity in google and
+    fails at plan."""
+    beta_only = set(schemas["google-beta"]["resource"]) - set(schemas["google"]["resource"])
+    for path in sorted(TERRAFORM.glob("*.tf")):
+        for entry in _hcl(path.name).get("resource", []):
+            for quoted_type, instances in entry.items():
+                if quoted_type.strip('"') in beta_only:
+                    for name, body in instances.items():
+                        assert body.get("provider") == "google-beta", f"{path.name}: {quoted_type}.{name}"
+
+
 def test_providers_are_pinned_to_the_checked_major():
     providers = _hcl("versions.tf")["terraform"][0]["required_providers"][0]
     assert {name: spec["version"] for name, spec in providers.items() if not name.startswith("__")} == {
@@ -105,7 +117,7 @@ def test_checkov_is_clean_and_every_skip_says_why(args):
 
 
 def test_terraform_passes_only_template_parameters():
-    job = _hcl("dataflow.tf")["resource"][0]['"google_dataflow_flex_template_job"']['"inference"']
+    job = _hcl("dataflow.tf")["resource"][0]['"google_dataflow_flex_template_job"']['"streaming"']
     names = {p.name for p in PARAMETERS}
     assert set(job["parameters"]) <= names
     required = {p.name for p in PARAMETERS if not p.optional}
