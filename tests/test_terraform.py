@@ -69,6 +69,21 @@ def test_a_misspelt_argument_or_block_or_type_fails(schemas, tmp_path):
     assert "bad.tf: google_storage_bucket.data: required argument 'location' is missing" in problems
 
 
+def test_an_attribute_no_resource_or_data_source_exports_fails(schemas, tmp_path):
+    (tmp_path / "bad.tf").write_text(
+        (TERRAFORM / "kms.tf")
+        .read_text()
+        .replace("this[0].email_address", "this[0].email_adress")
+        .replace("this[0].number}@compute-system", "this[0].project_number}@compute-system")
+        .replace('"pubsub.googleapis.com"].email', '"pubsub.googleapis.com"].mail')
+    )
+    assert check_configuration(tmp_path, schemas) == [
+        "bad.tf: data.google_storage_project_service_account.this has no attribute 'email_adress'",
+        "bad.tf: google_project_service_identity.agents has no attribute 'mail'",
+        "bad.tf: data.google_project.this has no attribute 'project_number'",
+    ]
+
+
 def test_a_resource_only_the_beta_provider_has_is_created_by_it(schemas):
     """Without `provider = google-beta`, Terraform looks for a google_project_service_identity in google and
     fails at plan."""
