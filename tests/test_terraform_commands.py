@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,7 +79,7 @@ def render(template: str, values: dict, workdir: Path) -> str:
 
 
 @pytest.fixture
-def recording_gcloud(tmp_path) -> Iterator[tuple[dict, Path]]:
+def recording_gcloud(tmp_path) -> tuple[dict, Path]:
     """A `gcloud` first on PATH that appends its argv (one JSON list a line) to a file, then runs the real
     gcloud if one is installed, in a throwaway configuration with credentials off."""
     bin_dir, calls = tmp_path / "bin", tmp_path / "gcloud-calls.jsonl"
@@ -87,7 +88,7 @@ def recording_gcloud(tmp_path) -> Iterator[tuple[dict, Path]]:
     stub = bin_dir / "gcloud"
     stub.write_text(
         "#!/usr/bin/env bash\n"
-        f"python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' \"$@\" >> {calls}\n"
+        f"{sys.executable} -c 'import json, sys; print(json.dumps(sys.argv[1:]))' \"$@\" >> {calls}\n"
         f'if [ -n "$FORWARD_TO_GCLOUD" ]; then exec {real} "$@"; fi\n'
     )
     stub.chmod(0o755)
@@ -99,7 +100,7 @@ def recording_gcloud(tmp_path) -> Iterator[tuple[dict, Path]]:
         "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
         "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
     }
-    yield env, calls
+    return env, calls
 
 
 def _calls(path: Path) -> list[list[str]]:
