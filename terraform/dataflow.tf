@@ -1,6 +1,20 @@
 # Optional: the streaming job, launched from the template, on private worker IPs when a subnetwork is given.
 # Only a streaming job: it runs until drained, so it stays in Terraform's state. A batch job drops out of the
 # state once it finishes and every later apply would run the inference again; batch runs use `run_command`.
+
+# The template spec is the build's to write; Terraform reads it back and launches only if it starts the
+# launcher and the workers with image_digest's image, so the job runs the image this configuration names.
+data "google_storage_bucket_object_content" "template_spec" {
+  count  = var.launch_streaming_job ? 1 : 0
+  bucket = google_storage_bucket.data.name
+  name   = local.template_object
+}
+
+locals {
+  template_spec = try(jsondecode(one(data.google_storage_bucket_object_content.template_spec[*].content)), null)
+  spec_images   = try([local.template_spec.image, local.template_spec.defaultEnvironment.sdkContainerImage], [])
+}
+
 resource "google_dataflow_flex_template_job" "streaming" {
   provider                = google-beta
   count                   = var.launch_streaming_job ? 1 : 0
@@ -10,7 +24,6 @@ resource "google_dataflow_flex_template_job" "streaming" {
   service_account_email   = google_service_account.worker.email
   temp_location           = local.temp_location
   staging_location        = local.staging_location
-  sdk_container_image     = local.image
   subnetwork              = var.subnetwork
   ip_configuration        = var.subnetwork == null ? "WORKER_IP_PUBLIC" : "WORKER_IP_PRIVATE"
   kms_key_name            = var.kms_key_name
@@ -35,10 +48,13 @@ resource "google_dataflow_flex_template_job" "streaming" {
       condition     = var.image_digest != null
       error_message = "launch_streaming_job needs image_digest: the digest the build printed (sha256:...), so that every worker runs that image."
     }
+    precondition {
+      condition     = length(local.spec_images) == 2 && alltrue([for image in local.spec_images : image == local.image])
+      error_message = "The template spec at ${local.template_path} does not start the launcher and the workers with ${coalesce(local.image, "image_digest's image")}: run build_command for that image, or set image_digest to the digest the last build printed."
+    }
   }
 
   depends_on = [
-    google_storage_bucket_object.template_spec,
     google_project_iam_member.worker,
     google_storage_bucket_iam_member.worker,
     google_artifact_registry_repository_iam_member.worker,

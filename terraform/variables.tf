@@ -86,7 +86,7 @@ variable "image_name" {
 
 variable "image_digest" {
   type        = string
-  description = "Digest (sha256:...) of the template image the build pushed. The job names the image by digest, never by a tag, so a worker that autoscaling adds later runs the image the job graph was built with. Null until the first build."
+  description = "Digest (sha256:...) of the template image the build pushed; the streaming job launches only when the template spec names this image by digest for the launcher and the workers. By digest, never by a tag: a worker that autoscaling adds later runs the image the job graph was built with. Null until the first build."
   default     = null
   validation {
     condition     = var.image_digest == null || can(regex("^sha256:[0-9a-f]{64}$", var.image_digest))

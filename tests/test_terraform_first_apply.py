@@ -5,6 +5,7 @@ images are named by digest. Variable checks run in Terraform itself, which needs
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import hcl2
 import pytest
 
 from tools.provider_schema import load_schemas
+from tools.template import template_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 TERRAFORM = ROOT / "terraform"
@@ -45,6 +47,7 @@ APIS_OF_TYPE: dict[str, tuple[str, ...]] = {
     "google_storage_bucket": ("storage.googleapis.com",),
     "google_storage_bucket_iam_member": ("storage.googleapis.com",),
     "google_storage_bucket_object": ("storage.googleapis.com",),
+    "data.google_storage_bucket_object_content": ("storage.googleapis.com",),
     "data.google_storage_project_service_account": ("storage.googleapis.com",),
 }
 
@@ -59,6 +62,8 @@ CMEK_MACHINERY = {
     "data.google_storage_project_service_account.this",
     "data.google_bigquery_default_service_account.this",
 }
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 _REFERENCE = re.compile(r"\b((?:data\.)?google(?:_[a-z0-9]+)+\.[a-z0-9_-]+)")
 _LOCAL = re.compile(r"\blocal\.(\w+)")
@@ -311,25 +316,87 @@ def test_the_launch_variable_says_why_it_is_streaming_only():
 # 6. Immutable images.
 
 
-def test_the_job_names_its_image_by_digest(configuration):
-    blocks, _ = configuration
+def test_the_image_is_named_by_digest_and_no_file_says_latest():
     with open(TERRAFORM / "main.tf") as f:
         image = hcl2.load(f)["locals"][0]["image"]
-    assert "@${var.image_digest}" in image and ":${var.image_tag}" not in image
-    assert blocks["google_dataflow_flex_template_job.streaming"].body["sdk_container_image"] == "${local.image}"
-    conditions = [
-        p["condition"]
-        for p in blocks["google_dataflow_flex_template_job.streaming"].body["lifecycle"][0]["precondition"]
-    ]
-    assert "${var.image_digest != null}" in conditions
+    assert (
+        image == '${var.image_digest == null ? null : "${local.repository_path}/${var.image_name}@${var.image_digest}"}'
+    )
     assert not [p.name for p in TERRAFORM.iterdir() if ":latest" in p.read_text() or '"latest"' in p.read_text()]
+
+
+def _terraform() -> str:
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("terraform is not installed (Terraform >= 1.5 evaluates the expressions here)")
+    return terraform
+
+
+def _expression(value: str) -> str:
+    assert value.startswith("${") and value.endswith("}"), value
+    return value[2:-1]
+
+
+def streaming_job_launches(spec: dict | None, image_digest: str, workdir: Path) -> bool:
+    """The streaming job's image precondition, evaluated by Terraform on a spec as the build wrote it: the
+    configuration's own expressions, with the spec object's content and the repository path given."""
+    with open(TERRAFORM / "main.tf") as f:
+        image = hcl2.load(f)["locals"][0]["image"]
+    with open(TERRAFORM / "dataflow.tf") as f:
+        dataflow = hcl2.load(f)
+    job = dataflow["resource"][0]['"google_dataflow_flex_template_job"']['"streaming"']
+    [condition] = [p["condition"] for p in job["lifecycle"][0]["precondition"] if "spec_images" in p["condition"]]
+    spec_content = "one(data.google_storage_bucket_object_content.template_spec[*].content)"
+    template_spec_local = dataflow["locals"][0]["template_spec"]
+    assert spec_content in template_spec_local
+    (workdir / "spec.json").write_text("null" if spec is None else json.dumps(spec))
+    (workdir / "main.tf").write_text(
+        f"""
+variable "image_name" {{
+  default = "template"
+}}
+variable "image_digest" {{
+  default = "{image_digest}"
+}}
+locals {{
+  repository_path = "us-central1-docker.pkg.dev/my-project/tfx-inference"
+  image           = {_expression(image)}
+  template_spec   = {_expression(template_spec_local).replace(spec_content, 'file("spec.json")')}
+  spec_images     = {_expression(dataflow["locals"][0]["spec_images"])}
+}}
+output "launches" {{
+  value = {_expression(condition)}
+}}
+"""
+    )
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull}
+    terraform = _terraform()
+    for args in (["apply", "-auto-approve", "-input=false", "-no-color"], ["output", "-raw", "launches"]):
+        done = subprocess.run([terraform, f"-chdir={workdir}", *args], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+    return done.stdout == "true"
+
+
+def test_the_streaming_job_launches_only_the_image_of_its_digest(tmp_path):
+    """Terraform names the image by digest and launches only if the spec the build wrote starts the launcher
+    and the workers with that very image: a spec naming a tag, another digest, or no worker image is refused."""
+    job = read_configuration(TERRAFORM)[0]["google_dataflow_flex_template_job.streaming"].body
+    assert "sdk_container_image" not in job, "the spec names the workers' image; the job does not override it"
+    assert "${var.image_digest != null}" in [p["condition"] for p in job["lifecycle"][0]["precondition"]]
+
+    repository = "us-central1-docker.pkg.dev/my-project/tfx-inference/template"
+    other = "sha256:" + "f" * 64
+    by_digest = template_spec(f"{repository}@{DIGEST}", {})
+    assert streaming_job_launches(by_digest, DIGEST, tmp_path)
+    assert not streaming_job_launches(by_digest, other, tmp_path)
+    assert not streaming_job_launches(template_spec(f"{repository}:latest", {}), DIGEST, tmp_path)
+    assert not streaming_job_launches({**by_digest, "defaultEnvironment": {}}, DIGEST, tmp_path)
+    assert not streaming_job_launches(None, DIGEST, tmp_path)
 
 
 def _plan_variables(tmp_path: Path, **values: str) -> subprocess.CompletedProcess:
     """`terraform plan` of variables.tf alone: Terraform evaluates every validation, with no provider."""
-    terraform = shutil.which("terraform")
-    if terraform is None:
-        pytest.skip("terraform is not installed (Terraform >= 1.5 evaluates the variables' validations)")
+    terraform = _terraform()
     shutil.copy(TERRAFORM / "variables.tf", tmp_path)
     args = [f"-var={name}={value}" for name, value in {"project_id": "my-project", **values}.items()]
     return subprocess.run(
@@ -338,9 +405,6 @@ def _plan_variables(tmp_path: Path, **values: str) -> subprocess.CompletedProces
         text=True,
         env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull},
     )
-
-
-DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 
 @pytest.mark.parametrize(
