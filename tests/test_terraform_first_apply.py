@@ -415,9 +415,10 @@ def _plan_variables(tmp_path: Path, **values: str) -> subprocess.CompletedProces
         ("image_digest", DIGEST.upper().replace("SHA256", "sha256"), "image_digest must be an image digest"),
         ("image_name", "Template;rm", "image_name must be a Docker repository path"),
         ("subnetwork", "regions/us-central1/subnetworks/a b", "subnetwork must be regions/REGION/subnetworks/NAME"),
+        ("kms_key_name", "projects/p1234/locations/l/keyRings/r/cryptoKeys/$(id)", "kms_key_name must be a full"),
     ],
 )
-def test_terraform_refuses_a_mutable_or_unsafe_image_name(tmp_path, name, value, message):
+def test_terraform_refuses_a_mutable_image_or_a_name_unsafe_in_a_command_line(tmp_path, name, value, message):
     done = _plan_variables(tmp_path, **{name: value})
     assert done.returncode != 0
     assert message in " ".join(done.stderr.split()), done.stderr
@@ -428,6 +429,12 @@ def test_every_default_passes_its_own_validation(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-def test_terraform_takes_a_digest(tmp_path):
-    done = _plan_variables(tmp_path, image_digest=DIGEST, image_name="tfx/template-2")
+def test_terraform_takes_a_digest_a_key_and_a_subnetwork(tmp_path):
+    done = _plan_variables(
+        tmp_path,
+        image_digest=DIGEST,
+        image_name="tfx/template-2",
+        kms_key_name="projects/keys-project/locations/us-central1/keyRings/ring_1/cryptoKeys/key-1",
+        subnetwork="https://www.googleapis.com/compute/v1/projects/host-project/regions/us-central1/subnetworks/private",
+    )
     assert done.returncode == 0, done.stderr
