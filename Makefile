@@ -87,7 +87,7 @@ bqemulator: $(BQEMULATOR)
 
 # terraform fmt, the provider-schema check and checkov, without the rest of the suite.
 terraform-check: $(CHECKOV) $(SCHEMAS)
-	$(BIN)/pytest tests/test_terraform.py tests/test_cloudbuild.py tests/test_table_schemas.py
+	$(BIN)/pytest tests/test_terraform*.py tests/test_cloudbuild.py tests/test_table_schemas.py
 
 test: lint $(CHECKOV) $(SCHEMAS) $(BQEMULATOR)
 	$(BIN)/pytest

@@ -10,5 +10,5 @@ resource "google_artifact_registry_repository" "images" {
     immutable_tags = false
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [google_project_service.apis, google_kms_crypto_key_iam_member.service_agents]
 }

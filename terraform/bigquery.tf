@@ -40,7 +40,7 @@ resource "google_bigquery_dataset" "datasets" {
     }
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [google_project_service.apis, google_kms_crypto_key_iam_member.service_agents]
 }
 
 resource "google_bigquery_table" "tables" {

@@ -3,6 +3,7 @@
 resource "google_service_account" "worker" {
   account_id   = "${var.name}-worker"
   display_name = "TFX RunInference Dataflow workers"
+  depends_on   = [google_project_service.apis]
 }
 
 resource "google_project_iam_member" "worker" {

@@ -14,13 +14,18 @@ output "image_repository" {
 }
 
 output "image" {
-  description = "The image the template spec points at."
+  description = "The template image by digest, as the streaming job names it (null until image_digest is set)."
   value       = local.image
 }
 
 output "service_account_email" {
   description = "The workers' service account."
   value       = google_service_account.worker.email
+}
+
+output "build_service_account_email" {
+  description = "Cloud Build's service account (build_command passes it)."
+  value       = google_service_account.build.email
 }
 
 output "tables" {
@@ -42,18 +47,33 @@ output "pubsub" {
   }
 }
 
+# The two commands are shell scripts, rendered from the templates next to this file: run them as printed,
+# `terraform output -raw run_command | bash`, or paste them. Every value in them is checked by its variable
+# to characters that need no quoting.
+locals {
+  command_values = {
+    project                = var.project_id
+    region                 = var.region
+    name                   = var.name
+    bucket                 = google_storage_bucket.data.name
+    repository             = google_artifact_registry_repository.images.repository_id
+    image_name             = var.image_name
+    template_path          = local.template_path
+    temp_location          = local.temp_location
+    staging_location       = local.staging_location
+    worker_service_account = google_service_account.worker.email
+    build_service_account  = google_service_account.build.email
+    kms_key_name           = var.kms_key_name
+    subnetwork             = var.subnetwork
+  }
+}
+
+output "build_command" {
+  description = "The Cloud Build run, from the repository root: as the build service account, with this deployment's bucket, repository and names."
+  value       = templatefile("${path.module}/build_command.sh.tftpl", local.command_values)
+}
+
 output "run_command" {
-  description = "A ready command that runs the keyed pattern on the demo model and data uploaded to the bucket."
-  value = join(" ", [
-    "gcloud dataflow flex-template run \"${var.name}-keyed-$(date +%Y%m%d-%H%M%S)\"",
-    "--project=${var.project_id} --region=${var.region}",
-    "--template-file-gcs-location=${local.template_path}",
-    "--service-account-email=${google_service_account.worker.email}",
-    "--temp-location=${local.temp_location} --staging-location=${local.staging_location}",
-    var.subnetwork == null ? "" : "--subnetwork=${var.subnetwork} --disable-public-ips",
-    "--parameters=pattern=keyed",
-    "--parameters=model_uris=gs://${google_storage_bucket.data.name}/models/multiply_by_5",
-    "--parameters=input=gs://${google_storage_bucket.data.name}/input/numbers.csv",
-    "--parameters=output=gs://${google_storage_bucket.data.name}/output/keyed",
-  ])
+  description = "A batch run of the keyed pattern on the demo model and data uploaded to the bucket, a new job name each time."
+  value       = templatefile("${path.module}/run_command.sh.tftpl", local.command_values)
 }

@@ -12,7 +12,7 @@ resource "google_pubsub_topic" "streaming" {
   name         = each.value
   kms_key_name = var.kms_key_name
   labels       = local.labels
-  depends_on   = [google_project_service.apis]
+  depends_on   = [google_project_service.apis, google_kms_crypto_key_iam_member.service_agents]
 }
 
 resource "google_pubsub_subscription" "input" {

@@ -40,5 +40,5 @@ resource "google_storage_bucket" "data" {
     }
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [google_project_service.apis, google_kms_crypto_key_iam_member.service_agents]
 }

@@ -42,7 +42,7 @@ variable "kms_key_name" {
   description = "Optional Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) for CMEK on the bucket, dataset and repository."
   default     = null
   validation {
-    condition     = var.kms_key_name == null || can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", var.kms_key_name))
+    condition     = var.kms_key_name == null || can(regex("^projects/[a-z0-9.:-]+/locations/[a-z0-9-]+/keyRings/[A-Za-z0-9_-]+/cryptoKeys/[A-Za-z0-9_-]+$", var.kms_key_name))
     error_message = "kms_key_name must be a full Cloud KMS key name: projects/P/locations/L/keyRings/R/cryptoKeys/K."
   }
 }
@@ -62,8 +62,9 @@ variable "dataset_id" {
   description = "BigQuery dataset for the keyed input, predictions and dead-letter tables."
   default     = "tfx_inference"
   validation {
-    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]{0,1023}$", var.dataset_id))
-    error_message = "dataset_id must be letters, digits and underscores, not starting with a digit."
+    # Terraform's regex is RE2, which refuses repetitions above 1000: the length is checked apart.
+    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]*$", var.dataset_id)) && length(var.dataset_id) <= 1024
+    error_message = "dataset_id must be 1-1024 letters, digits and underscores, not starting with a digit."
   }
 }
 
@@ -75,17 +76,21 @@ variable "deletion_protection" {
 
 variable "image_name" {
   type        = string
-  description = "Image name inside the Artifact Registry repository; cloudbuild.yaml's _IMAGE_NAME must match."
+  description = "Image name inside the Artifact Registry repository; the build_command output passes it to cloudbuild.yaml as _IMAGE_NAME."
   default     = "template"
+  validation {
+    condition     = can(regex("^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$", var.image_name))
+    error_message = "image_name must be a Docker repository path: lowercase letters and digits, parts joined by '.', '_', '-' or '/'."
+  }
 }
 
-variable "image_tag" {
+variable "image_digest" {
   type        = string
-  description = "Tag of the template image that the spec points at (what Cloud Build pushed, e.g. a commit SHA)."
-  default     = "latest"
+  description = "Digest (sha256:...) of the template image the build pushed; the streaming job launches only when the template spec names this image by digest for the launcher and the workers. By digest, never by a tag: a worker that autoscaling adds later runs the image the job graph was built with. Null until the first build."
+  default     = null
   validation {
-    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag))
-    error_message = "image_tag must be a valid Docker tag."
+    condition     = var.image_digest == null || can(regex("^sha256:[0-9a-f]{64}$", var.image_digest))
+    error_message = "image_digest must be an image digest, sha256: and 64 lowercase hex digits; a tag such as latest can move to another image."
   }
 }
 
@@ -100,20 +105,20 @@ variable "subnetwork" {
   description = "Optional subnetwork (regions/REGION/subnetworks/NAME) for workers with private IPs only; it needs Private Google Access."
   default     = null
   validation {
-    condition     = var.subnetwork == null || can(regex("^(https://www.googleapis.com/compute/v1/projects/[^/]+/)?regions/[^/]+/subnetworks/[^/]+$", var.subnetwork))
+    condition     = var.subnetwork == null || can(regex("^(https://www.googleapis.com/compute/v1/projects/[a-z0-9.:-]+/)?regions/[a-z0-9-]+/subnetworks/[a-z0-9-]+$", var.subnetwork))
     error_message = "subnetwork must be regions/REGION/subnetworks/NAME or its full URL."
   }
 }
 
-variable "launch_job" {
+variable "launch_streaming_job" {
   type        = bool
-  description = "Launch a Dataflow job from the template with the job_* settings below (google-beta flex template job)."
+  description = "Launch the streaming job from Terraform (google-beta flex template job): the job_* settings below, reading the input subscription and publishing to the output and dead-letter topics. Needs enable_streaming and image_digest. Streaming only: a finished batch job drops out of Terraform's state and the next apply would run it again, so batch runs are launched with the run_command output."
   default     = false
 }
 
 variable "job_pattern" {
   type        = string
-  description = "The --pattern of the launched job."
+  description = "The --pattern of the streaming job."
   default     = "keyed"
   validation {
     condition     = contains(["predict", "postprocess", "keyed", "multi_parallel", "multi_sequence"], var.job_pattern)
@@ -123,18 +128,12 @@ variable "job_pattern" {
 
 variable "job_model_uris" {
   type        = list(string)
-  description = "gs:// SavedModel directories of the launched job, in order. Default: the x5 demo model in the bucket."
+  description = "gs:// SavedModel directories of the streaming job, in order. Default: the x5 demo model in the bucket."
   default     = []
   validation {
     condition     = alltrue([for uri in var.job_model_uris : startswith(uri, "gs://")])
     error_message = "job_model_uris must all be gs:// URIs."
   }
-}
-
-variable "job_input" {
-  type        = string
-  description = "gs:// file pattern of the launched job's input. Default: input/*.csv in the bucket."
-  default     = null
 }
 
 variable "labels" {

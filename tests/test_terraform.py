@@ -67,6 +67,33 @@ def test_a_misspelt_argument_or_block_or_type_fails(schemas, tmp_path):
     assert "bad.tf: google_storage_bucket.data: required argument 'location' is missing" in problems
 
 
+def test_an_attribute_no_resource_or_data_source_exports_fails(schemas, tmp_path):
+    (tmp_path / "bad.tf").write_text(
+        (TERRAFORM / "kms.tf")
+        .read_text()
+        .replace("this[0].email_address", "this[0].email_adress")
+        .replace("this[0].number}@compute-system", "this[0].project_number}@compute-system")
+        .replace('"pubsub.googleapis.com"].email', '"pubsub.googleapis.com"].mail')
+    )
+    assert check_configuration(tmp_path, schemas) == [
+        "bad.tf: data.google_storage_project_service_account.this has no attribute 'email_adress'",
+        "bad.tf: google_project_service_identity.agents has no attribute 'mail'",
+        "bad.tf: data.google_project.this has no attribute 'project_number'",
+    ]
+
+
+def test_a_resource_only_the_beta_provider_has_is_created_by_it(schemas):
+    """Without `provider = google-beta`, Terraform looks for a google_project_service_identity in google and
+    fails at plan."""
+    beta_only = set(schemas["google-beta"]["resource"]) - set(schemas["google"]["resource"])
+    for path in sorted(TERRAFORM.glob("*.tf")):
+        for entry in _hcl(path.name).get("resource", []):
+            for quoted_type, instances in entry.items():
+                if quoted_type.strip('"') in beta_only:
+                    for name, body in instances.items():
+                        assert body.get("provider") == "google-beta", f"{path.name}: {quoted_type}.{name}"
+
+
 def test_providers_are_pinned_to_the_checked_major():
     providers = _hcl("versions.tf")["terraform"][0]["required_providers"][0]
     assert {name: spec["version"] for name, spec in providers.items() if not name.startswith("__")} == {
@@ -103,7 +130,7 @@ def test_checkov_is_clean_and_every_skip_says_why(args):
 
 
 def test_terraform_passes_only_template_parameters():
-    job = _hcl("dataflow.tf")["resource"][0]['"google_dataflow_flex_template_job"']['"inference"']
+    job = _hcl("dataflow.tf")["resource"][0]['"google_dataflow_flex_template_job"']['"streaming"']
     names = {p.name for p in PARAMETERS}
     assert set(job["parameters"]) <= names
     required = {p.name for p in PARAMETERS if not p.optional}
@@ -117,7 +144,7 @@ def test_terraform_writes_no_template_spec_and_leaves_the_worker_image_to_it():
         for resource in hcl2.load(path.open()).get("resource", []):
             for body in resource.get('"google_storage_bucket_object"', {}).values():
                 assert "template" not in str(body["name"]), f"{path.name} writes {body['name']}"
-    job = _hcl("dataflow.tf")["resource"][0]['"google_dataflow_flex_template_job"']['"inference"']
+    job = _hcl("dataflow.tf")["resource"][0]['"google_dataflow_flex_template_job"']['"streaming"']
     assert job["container_spec_gcs_path"] == "${local.template_path}"
     assert "sdk_container_image" not in job
     assert "metadata.json" not in (TERRAFORM / "main.tf").read_text()

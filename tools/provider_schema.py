@@ -1,6 +1,6 @@
 """Terraform provider schemas, offline: read from the jsii assembly of a CDK Terrain provider wheel, and used
-to check every resource type, argument and block name of a Terraform configuration (what `terraform validate`
-would do if providers could be downloaded).
+to check every resource type, argument and block name of a Terraform configuration, and every attribute it
+reads from a resource or data source (what `terraform validate` would do if providers could be downloaded).
 
     python -m tools.provider_schema extract WHEEL... --out .tools/provider-schema
     python -m tools.provider_schema check terraform/ --schemas .tools/provider-schema
@@ -26,6 +26,8 @@ _REPRESENTS = re.compile(
 _ATTRIBUTE = re.compile(r"registry\.terraform\.io/providers/\S+/docs/[\w-]+/\w+#(\w+) ")
 # Terraform's own meta-arguments and blocks, valid in every resource and data block.
 META_ARGUMENTS = {"count", "for_each", "depends_on", "provider", "lifecycle", "provisioner", "connection"}
+# `google_x.name.attribute` or `data.google_x.name[key].attribute`, wherever an expression reads one.
+_ATTRIBUTE_REFERENCE = re.compile(r"\b(data\.)?(google(?:_[a-z0-9]+)+)\.([\w-]+)(?:\[[^\]]*\])?\.(\w+)")
 
 
 def _nested_fqn(type_ref: dict) -> str | None:
@@ -56,8 +58,16 @@ def _block(types: dict, fqn: str, seen: frozenset = frozenset()) -> dict:
     return {"arguments": arguments, "blocks": blocks}
 
 
+def _attributes(spec: dict) -> list[str]:
+    """What a resource or data source exports (arguments and computed attributes): its class's instance
+    properties, camelCase in the assembly, minus the `...Input` twins of the arguments."""
+    names = (p["name"] for p in spec.get("properties", []) if not p.get("static"))
+    return sorted(re.sub(r"(?<!^)(?=[A-Z])", "_", n).lower() for n in names if not n.endswith("Input"))
+
+
 def schemas_from_assembly(assembly: dict) -> dict:
-    """{"provider": ..., "version": ..., "resource": {type: block}, "data": {type: block}} of one provider."""
+    """{"provider": ..., "version": ..., "resource": {type: block}, "data": {type: block}} of one provider;
+    each top-level block also lists its "attributes"."""
     types = assembly["types"]
     result = {"resource": {}, "data": {}}
     for fqn, spec in types.items():
@@ -65,7 +75,7 @@ def schemas_from_assembly(assembly: dict) -> dict:
         if spec.get("kind") != "class" or not match or f"{fqn}Config" not in types:
             continue
         kind = "resource" if match["kind"] == "resources" else "data"
-        result[kind][match["type"]] = _block(types, f"{fqn}Config")
+        result[kind][match["type"]] = {**_block(types, f"{fqn}Config"), "attributes": _attributes(spec)}
         result["provider"], result["version"] = match["provider"], match["version"]
     return result
 
@@ -110,8 +120,28 @@ def _check_block(body: dict, schema: dict, where: str, top_level: bool = False) 
     return problems
 
 
+def _expressions(value) -> list[str]:
+    if isinstance(value, dict):
+        return [text for key, item in value.items() if not key.startswith("__") for text in _expressions(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _expressions(item)]
+    return [str(value)]
+
+
+def _check_references(path: Path, document: dict, schemas: dict[str, dict]) -> list[str]:
+    problems = []
+    for expression in _expressions(document):
+        for data, resource_type, name, attribute in _ATTRIBUTE_REFERENCE.findall(expression):
+            kind = "data" if data else "resource"
+            schema = next((s[kind][resource_type] for s in schemas.values() if resource_type in s[kind]), None)
+            if schema is not None and attribute not in {*schema["attributes"], *schema["arguments"], *schema["blocks"]}:
+                problems.append(f"{path.name}: {data}{resource_type}.{name} has no attribute {attribute!r}")
+    return problems
+
+
 def check_configuration(directory: Path, schemas: dict[str, dict]) -> list[str]:
-    """Every unknown resource or data type, argument or block, and missing required argument, in `directory`."""
+    """Every unknown resource or data type, argument or block, missing required argument, and attribute read
+    that the type does not export, in `directory`."""
     problems = []
     for path in sorted(directory.glob("*.tf")):
         with open(path) as f:
@@ -127,11 +157,16 @@ def check_configuration(directory: Path, schemas: dict[str, dict]) -> list[str]:
                     for quoted_name, body in instances.items():
                         where = f"{path.name}: {resource_type}.{_label(quoted_name)}"
                         problems += _check_block(body, schema, where, top_level=True)
+        problems += _check_references(path, document, schemas)
     return problems
 
 
 def load_schemas(directory: Path) -> dict[str, dict]:
-    return {path.stem: json.loads(path.read_text()) for path in sorted(directory.glob("*.json"))}
+    schemas = {path.stem: json.loads(path.read_text()) for path in sorted(directory.glob("*.json"))}
+    for name, schema in schemas.items():
+        if "attributes" not in schema["resource"].get("google_storage_bucket", {}):
+            raise ValueError(f"{directory}/{name}.json predates attribute checks: `make provider-schemas` rebuilds it")
+    return schemas
 
 
 def main(argv: list[str] | None = None) -> int:
