@@ -104,3 +104,32 @@ def test_a_file_large_enough_to_split_keeps_every_quoted_line_break(run_main, de
     got = {row["key"]: row["input"]["note"] for row in run.rows()}
     assert got == expected
     assert f"records read      {len(expected):>10}" in run.stdout
+
+
+def test_a_file_whose_header_differs_is_one_read_dead_letter_and_the_others_are_read(run_main, demo_models, tmp_path):
+    """The launch reads one header, whatever the number of files; the job compares every file's with it."""
+    (tmp_path / "a.csv").write_text("key,x,note\nk1,1,a\nk2,2,b\n")
+    (tmp_path / "b.csv").write_text("key,x,comment\nk3,3,c\n")
+    (tmp_path / "c.csv").write_text("key,x,note\nk4,4,d\n")
+    run = _keyed(run_main, demo_models, tmp_path / "*.csv")
+    keys = sorted(row["key"] for row in run.rows())
+    [letter] = run.dead_letters()
+    assert letter["stage"] == "read" and letter["source"].endswith(("a.csv", "b.csv", "c.csv"))
+    odd = letter["source"].rsplit("/", 1)[1]
+    assert odd in letter["message"] and "every file of --input must share one header" in letter["message"]
+    if odd == "b.csv":  # the launch took a.csv's or c.csv's header
+        assert "has header key,x,comment but" in letter["message"] and keys == ["k1", "k2", "k4"]
+    else:  # the launch took b.csv's header: each of the others differs
+        pytest.fail(f"only b.csv differs from the other two, yet {odd} was refused")
+    assert "records read               4" in run.stdout and "reconciled               yes" in run.stdout
+
+
+def test_input_format_reads_every_file_as_csv_and_a_json_file_then_has_no_matching_header(
+    run_main, demo_models, tmp_path
+):
+    (tmp_path / "part-0.csv").write_text("key,x,note\nk1,1,a\n")
+    (tmp_path / "part-1.jsonl").write_text('{"key": "k2", "x": 2, "note": "b"}\n')
+    run = _keyed(run_main, demo_models, tmp_path / "part-*", "--input_format=csv")
+    assert [row["key"] for row in run.rows()] == ["k1"]
+    [letter] = run.dead_letters()
+    assert letter["stage"] == "read" and letter["source"].endswith("part-1.jsonl")

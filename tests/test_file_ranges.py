@@ -136,3 +136,16 @@ def test_every_line_of_a_json_lines_file_belongs_to_exactly_one_range(tmp_path):
         restriction = OffsetRange(start, min(start + 333, size))
         got += [record for _, record in read.process((file, restriction), OffsetRestrictionTracker(restriction))]
     assert got == path.read_bytes().splitlines()
+
+
+def test_a_file_named_as_another_format_than_the_names_gave_is_one_read_dead_letter(tmp_path):
+    """Past the first page of a listing, which the launch checks, a file may be named otherwise."""
+    path = tmp_path / "late.jsonl"
+    path.write_text('{"key": "k", "x": 1}\n')
+    size = path.stat().st_size
+    read = ReadFileRanges("csv", ("key", "x"), str(tmp_path / "first.csv"), names_format=True)
+    (letter,) = read.process(
+        (FileMetadata(str(path), size), _CsvRange(0, size, 0)), OffsetRestrictionTracker(_CsvRange(0, size, 0))
+    )
+    assert letter.tag == "dead_letters" and letter.value.stage == "read"
+    assert "late.jsonl is named as a jsonl file, but --input is read as csv" in letter.value.message

@@ -38,7 +38,11 @@ def test_csv_header_comes_from_the_first_file_with_one_read_through_compression(
         f.write("key,x\nk,2\n")
     (tmp_path / "empty.csv").write_text("")
     plan = plan_input(config(str(tmp_path / "*.csv*")))
-    assert plan.format == "csv" and plan.header == ("key", "x") and plan.header_file.rsplit("/", 1)[1] in ("a.csv", "b.csv.gz")
+    assert (
+        plan.format == "csv"
+        and plan.header == ("key", "x")
+        and plan.header_file.rsplit("/", 1)[1] in ("a.csv", "b.csv.gz")
+    )
 
 
 def test_a_csv_header_is_one_rfc4180_record(tmp_path):
