@@ -29,6 +29,7 @@ from transforms.csv_records import (
 )
 from transforms.dead_letters import dead_letter
 from transforms.file_records import UnreadableFile, lines, open_input, read_line, tfrecords
+from transforms.progress import BYTES_READ, ProgressCounts
 from transforms.records import RecordError, csv_fields
 
 # Beam's own text reading splits files into bundles of this size on Dataflow.
@@ -210,6 +211,7 @@ class ReadFileRanges(beam.DoFn, FileRanges):
         header_file: str = "",
         names_format: bool = False,
         range_bytes: int = RANGE_BYTES,
+        progress: ProgressCounts | None = None,
     ):
         beam.DoFn.__init__(self)
         FileRanges.__init__(self, range_bytes)  # this DoFn is its own restriction provider
@@ -217,8 +219,9 @@ class ReadFileRanges(beam.DoFn, FileRanges):
         self._header = header
         self._header_file = header_file
         self._names_format = names_format
-        self._records_read = counters.counter(counters.RECORDS_READ)
+        self._records_read = counters.Count(counters.RECORDS_READ, progress)
         self._ranges_read = counters.counter(counters.INPUT_RANGES)
+        self._bytes_read = counters.Count(BYTES_READ, progress)
 
     def process(self, element: tuple[FileMetadata, OffsetRange], tracker=beam.DoFn.RestrictionParam()) -> Iterable:
         file = element[0]
@@ -233,6 +236,7 @@ class ReadFileRanges(beam.DoFn, FileRanges):
                 yield from self._read_whole(file.path)
             elif restriction.start == 0:
                 yield self._dead_letter(READ_STAGE, refusal, file.path)
+            self._bytes_read.inc(restriction.size())
         else:
             yield from self._read_range(file.path, restriction, tracker)
         tracker.try_claim(file.size_in_bytes)  # past every record start: the range holds nothing more
@@ -256,6 +260,7 @@ class ReadFileRanges(beam.DoFn, FileRanges):
                 for offset, record in self._text(stream, restriction):
                     if not tracker.try_claim(offset):
                         return
+                    self._bytes_read.inc(offset - max(claimed, restriction.start))
                     claimed = offset
                     if offset or self._kind != "csv":  # a CSV file's header is compared, not read
                         yield self._output(path, record)

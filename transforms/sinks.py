@@ -15,6 +15,7 @@ from transforms.bigquery import WriteTableRows, dead_letter_table_row, predictio
 from transforms.config import InferenceConfig
 from transforms.dead_letters import DeadLetter, dead_letter_json
 from transforms.inference import Pending
+from transforms.progress import ProgressCounts
 from transforms.rows import prediction_row, row_json
 from transforms.windowed_files import WriteWindowedFiles
 
@@ -46,16 +47,22 @@ class EncodeDeadLetter:
 
 
 class _EncodeAndCount(beam.DoFn):
-    def __init__(self, encode: Callable[[Any], Encoded], counter_names: Callable[[Any], tuple[str, ...]]):
+    def __init__(
+        self,
+        encode: Callable[[Any], Encoded],
+        counter_names: Callable[[Any], tuple[str, ...]],
+        progress: ProgressCounts | None,
+    ):
         self._encode = encode
         self._counter_names = counter_names
-        self._counters = {}
+        self._progress = progress
+        self._counts = {}
 
     def process(self, element: Any):
         for name in self._counter_names(element):
-            if name not in self._counters:
-                self._counters[name] = counters.counter(name)
-            self._counters[name].inc()
+            if name not in self._counts:
+                self._counts[name] = counters.Count(name, self._progress)
+            self._counts[name].inc()
         yield self._encode(element)
 
 
@@ -131,6 +138,7 @@ def write_results(config: InferenceConfig) -> beam.PTransform:
         encode_prediction_log if predict else encode_row,
         _rows_written,
         _sinks(config.output, ".tfrecord" if predict else ".jsonl", config.output_topic, table),
+        config.live_counts,
     )
 
 
@@ -146,13 +154,14 @@ def write_dead_letters(config: InferenceConfig) -> beam.PTransform:
         EncodeDeadLetter(config.pattern),
         _dead_letter_counters,
         _sinks(config.dead_letter, ".jsonl", config.dead_letter_topic, table),
+        config.live_counts,
     )
 
 
 class _EncodeCountWrite(beam.PTransform):
-    def __init__(self, encode, counter_names, sinks: list[beam.PTransform]):
+    def __init__(self, encode, counter_names, sinks: list[beam.PTransform], progress: ProgressCounts | None):
         super().__init__()
-        self._encode = _EncodeAndCount(encode, counter_names)
+        self._encode = _EncodeAndCount(encode, counter_names, progress)
         self._sinks = sinks
 
     def expand(self, elements: beam.PCollection) -> beam.PCollection:
