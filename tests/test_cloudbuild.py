@@ -47,9 +47,9 @@ def test_build_sets_logging_machine_type_timeout_and_steps():
     assert BUILD["options"]["machineType"]
     assert BUILD["timeout"] == "3600s"
     ids = [step["id"] for step in BUILD["steps"]]
-    assert ids == ["check-substitutions", "lint-and-fast-tests", "build", "push", "template-spec", "smoke-test"]
-    # The checks start at once and the image is built only once they and the tests passed.
-    assert STEPS["check-substitutions"]["waitFor"] == ["-"]
+    assert ids == ["lint-and-fast-tests", "check-substitutions", "build", "push", "template-spec", "smoke-test"]
+    # The checks and the tests start at once, and the image is built only once both passed.
+    assert STEPS["check-substitutions"]["waitFor"] == STEPS["lint-and-fast-tests"]["waitFor"] == ["-"]
     assert set(STEPS["build"]["waitFor"]) == {"check-substitutions", "lint-and-fast-tests"}
 
 
