@@ -115,22 +115,37 @@ class _ChunkCsvFiles(beam.DoFn):
                 yield _Chunk(file.path, size, index, start, min(start + self._range_bytes, size))
 
 
-def _summarize(chunk: _Chunk) -> tuple[str, tuple[_Chunk, ChunkSummary]]:
-    with FileSystems.open(chunk.path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-        return chunk.path, (chunk, chunk_summary(stream, chunk.start, chunk.stop))
+def _summarize(chunk: _Chunk) -> tuple[str, tuple[_Chunk, ChunkSummary | None]]:
+    """A chunk's summary; None when the file cannot be read now (its reader will say why, as a dead letter)."""
+    try:
+        with FileSystems.open(chunk.path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            return chunk.path, (chunk, chunk_summary(stream, chunk.start, chunk.stop))
+    except (OSError, UnreadableFile):
+        return chunk.path, (chunk, None)
 
 
-def _anchored_ranges(file: tuple[str, Iterable[tuple[_Chunk, ChunkSummary]]]) -> Iterator:
-    """Each chunk's range from its first record start to the next chunk's: the summaries chained from byte 0."""
+def _anchored_ranges(file: tuple[str, Iterable[tuple[_Chunk, ChunkSummary | None]]]) -> list:
+    """Each chunk's range from its first record start to the next chunk's: the summaries chained from byte 0.
+
+    A file that could not be summarised is one range, read from its start by one worker.
+    """
     path, chunks = file
     chunks = sorted(chunks, key=lambda pair: pair[0].index)
-    entry = 0
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-        for chunk, summary in chunks:
-            leave = chunk_exit(stream, entry, summary)
-            if leave > entry:
-                yield FileMetadata(path, chunk.size), _CsvRange(entry, leave, entry)
-            entry = leave
+    metadata = FileMetadata(path, chunks[0][0].size)
+    whole = [(metadata, _CsvRange(0, metadata.size_in_bytes, 0))]
+    if any(summary is None for _, summary in chunks):
+        return whole
+    ranges, entry = [], 0
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            for _, summary in chunks:
+                leave = chunk_exit(stream, entry, summary)
+                if leave > entry:
+                    ranges.append((metadata, _CsvRange(entry, leave, entry)))
+                entry = leave
+    except (OSError, UnreadableFile):
+        return whole
+    return ranges
 
 
 class FileRangesOf(beam.PTransform):
