@@ -185,6 +185,15 @@ def test_batch_sizes_are_honoured(run_main, demo_models, demo_data):
             "neither a local path nor a gs:// URI",
         ),
         (["--pattern=keyed", "--model_uris=MODEL5", "--input=DATA/numbers.csv", "--max_batch_size=0"], "batch sizes"),
+        (
+            [
+                "--pattern=keyed",
+                "--model_uris=MODEL5",
+                "--input_query=SELECT 1 AS x; DELETE FROM d.t WHERE true",
+                "--temp_dataset=d",
+            ],
+            "must be one SELECT (or WITH ... SELECT) query and nothing else; it holds 2 statement(s): SELECT, DELETE",
+        ),
     ],
 )
 def test_bad_parameters_fail_before_the_pipeline_runs(
