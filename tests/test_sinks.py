@@ -1,0 +1,42 @@
+"""Writing: a result that cannot become a row is a `postprocess` dead letter, and every dead letter is UTF-8."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from transforms.dead_letters import DeadLetter, dead_letter_json
+from transforms.sinks import Encoded, EncodeDeadLetter, pubsub_message
+
+
+def test_a_dead_letter_with_a_lone_surrogate_is_still_utf8_json():
+    letter = DeadLetter("parse", "RecordError", "bad \udc00", b'{"key": "\\udc00"}', "in.jsonl", key="\udc00")
+    payload = EncodeDeadLetter("keyed")(letter).payload
+    payload.decode("utf-8")
+    fields = json.loads(payload)
+    assert (fields["key"], fields["message"], fields["raw"]) == ("\udc00", "bad \udc00", '{"key": "\\udc00"}')
+    assert json.loads(dead_letter_json(letter._replace(key="устройство"), "keyed"))["key"] == "устройство"
+    assert "устройство" in dead_letter_json(letter._replace(key="устройство", message="m"), "keyed"), "kept readable"
+
+
+def test_a_key_pubsub_cannot_carry_as_an_attribute_stays_in_the_payload_only():
+    message = pubsub_message(Encoded(b"{}", "id-1", "\udc00"))
+    assert message.attributes == {"record_id": "id-1"}
+    assert pubsub_message(Encoded(b"{}", "id-2", "k")).attributes == {"record_id": "id-2", "key": "k"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pattern", ["postprocess", "keyed", "multi_parallel", "multi_sequence"])
+def test_a_result_that_cannot_be_a_row_is_a_postprocess_dead_letter(run_main, models_for, tmp_path, pattern):
+    # A JSON \udc00 escape reads as a lone surrogate: the model scores the record, but no UTF-8 row can hold its key.
+    source = tmp_path / "keys.jsonl"
+    source.write_text('{"key": "k1", "x": 1.0}\n{"key": "\\udc00", "x": 2.0}\n{"key": "k3", "x": 3.0}\n')
+    run = run_main(f"--pattern={pattern}", f"--model_uris={models_for(pattern)}", f"--input={source}")
+    assert run.returncode == 0, run.stderr
+    assert sorted(row["key"] for row in run.rows()) == ["k1", "k3"]
+    letters = run.dead_letters()
+    assert [(d["key"], d["stage"], d["error"]) for d in letters] == [("\udc00", "postprocess", "TypeError")]
+    assert "surrogates not allowed" in letters[0]["message"]
+    assert "rows written               2" in run.stdout and "(postprocess 1)" in run.stdout
+    assert "reconciled               yes" in run.stdout
