@@ -40,3 +40,29 @@ def test_a_result_that_cannot_be_a_row_is_a_postprocess_dead_letter(run_main, mo
     assert "surrogates not allowed" in letters[0]["message"]
     assert "rows written               2" in run.stdout and "(postprocess 1)" in run.stdout
     assert "reconciled               yes" in run.stdout
+
+
+def test_unwritable_dead_letters_are_logged_at_error_and_counted(caplog):
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from transforms import counters
+    from transforms.runner import local_runner
+    from transforms.sinks import LogUnwritable
+
+    letters = [
+        DeadLetter("write", "RuntimeError", "BigQuery refused the row for p:d.dead_letters: [...]", b"z" * 3000, "t"),
+        DeadLetter("parse", "RuntimeError", "BigQuery refused the row for p:d.dead_letters: [...]", b"raw", "t"),
+    ]
+    with caplog.at_level("ERROR"):
+        options = PipelineOptions([])
+        pipeline = beam.Pipeline(runner=local_runner(options), options=options)
+        _ = pipeline | beam.Create(letters) | LogUnwritable()
+        result = pipeline.run()
+        result.wait_until_finish()
+    [counted] = result.metrics().query(MetricsFilter().with_name(counters.DEAD_LETTERS_UNWRITABLE))["counters"]
+    assert counted.committed == 2
+    logged = sorted(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert len(logged) == 2 and all("a dead letter could not be written either (BigQuery refused" in m for m in logged)
+    assert "z" * 2000 in logged[1] and "z" * 2001 not in logged[1], "the raw input, up to 2000 bytes"
