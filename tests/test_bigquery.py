@@ -207,3 +207,57 @@ def test_a_dead_letter_its_table_refuses_is_logged_at_error_and_counted(pubsub, 
     # Its dead_letters_unwritable count is left out of a local streaming summary, whose metrics lag (counted in
     # tests/test_sinks.py); both dead letters were counted as handed to the sink.
     assert "dead letters               2  (parse 2)" in stdout, stdout
+
+
+@pytest.fixture(scope="module")
+def three_output_model(tmp_path_factory) -> str:
+    """A model with several outputs of several kinds: y = 5x (float), label (string), pair = [x, 2x] (two values)."""
+    import keras
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(examples):
+        x = tf.io.parse_example(examples, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+        return {"y": 5 * x, "label": tf.where(x > 0, "positive", "not positive"), "pair": tf.concat([x, 2 * x], 1)}
+
+    path = str(tmp_path_factory.mktemp("three_outputs") / "three_outputs")
+    archive = keras.export.ExportArchive()
+    archive.add_endpoint("serving_default", serve)
+    archive.write_out(path, verbose=False)
+    return path
+
+
+def test_rows_of_every_kind_load_into_the_predictions_table(run_main, bigquery, tables, three_output_model, tmp_path):
+    import tensorflow as tf
+
+    from transforms.examples import encode_example
+
+    source = tmp_path / "kinds.tfrecord"
+    features = [
+        {"x": 1.5, "name": "sensor ü", "raw": b"\xff\x00\x01", "ids": [3, 4]},
+        {"x": -2.0, "name": "квартира", "raw": b"\x80", "ids": [5, 6]},
+    ]
+    with tf.io.TFRecordWriter(str(source)) as writer:
+        for feature in features:
+            writer.write(encode_example(feature))
+    args = table_args(bigquery, tables, "kinds")
+    run = run_main(
+        "--pattern=postprocess",
+        f"--model_uris={three_output_model}",
+        f"--input={source}",
+        *args,
+        env=bigquery.env,
+    )
+    assert run.returncode == 0, run.stderr
+    files = {row["input"]["name"]: row for row in run.rows()}
+    loaded = {json_value(row["input"])["name"]: row for row in bigquery.rows(args[0].split("=", 1)[1])}
+    assert files.keys() == loaded.keys() == {"sensor ü", "квартира"}
+    for name, row in loaded.items():
+        assert row["key"] is None and row["record_id"], "no key: a null key column; the record id is kept"
+        assert json_value(row["input"]) == files[name]["input"], "bytes (base64), text and lists as in the files"
+        assert [(p["model"], json_value(p["outputs"])) for p in row["predictions"]] == [
+            (p["model"], p["outputs"]) for p in files[name]["predictions"]
+        ]
+    assert json_value(loaded["sensor ü"]["input"])["raw"] == "/wAB", "non-UTF-8 bytes are base64"
+    outputs = json_value(loaded["квартира"]["predictions"][0]["outputs"])
+    assert outputs == {"label": ["not positive"], "pair": [-2.0, -4.0], "y": [-10.0]}
