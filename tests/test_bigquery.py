@@ -261,3 +261,22 @@ def test_rows_of_every_kind_load_into_the_predictions_table(run_main, bigquery, 
     assert json_value(loaded["sensor ü"]["input"])["raw"] == "/wAB", "non-UTF-8 bytes are base64"
     outputs = json_value(loaded["квартира"]["predictions"][0]["outputs"])
     assert outputs == {"label": ["not positive"], "pair": [-2.0, -4.0], "y": [-10.0]}
+
+
+def test_the_readme_query_removes_duplicate_rows_by_record_id(bigquery):
+    from transforms.bigquery import table_schema
+
+    dataset = bigquery.dataset("duplicates")
+    row = {"input": '{"x": 1.0}', "predictions": [{"model": "m", "outputs": '{"y": [5.0]}'}]}
+    table = bigquery.table(
+        dataset,
+        "predictions",
+        table_schema("predictions")["fields"],
+        [{"record_id": "m-1", "key": "a", **row}, {"record_id": "m-1", "key": "a", **row}, {"record_id": "m-2", **row}],
+    )
+    query = (
+        f"SELECT record_id, key FROM `{table.replace(':', '.')}` "
+        "WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY record_id ORDER BY record_id) = 1"
+    )
+    rows = sorted((r["record_id"], r["key"]) for r in bigquery.client.query(query).result())
+    assert rows == [("m-1", "a"), ("m-2", None)]

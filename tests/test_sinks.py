@@ -66,3 +66,24 @@ def test_unwritable_dead_letters_are_logged_at_error_and_counted(caplog):
     logged = sorted(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
     assert len(logged) == 2 and all("a dead letter could not be written either (BigQuery refused" in m for m in logged)
     assert "z" * 2000 in logged[1] and "z" * 2001 not in logged[1], "the raw input, up to 2000 bytes"
+
+
+def test_a_dead_letter_carries_the_documented_fields():
+    from transforms.bigquery import dead_letter_table_row
+
+    letter = DeadLetter("inference", "InferenceFailure", "m", b"\xff", "in.tfrecord", "k", "multiply_by_5", 0.0, "id-7")
+    payload = EncodeDeadLetter("keyed")(letter).payload
+    fields = json.loads(payload)
+    assert fields == {
+        "stage": "inference",
+        "error": "InferenceFailure",
+        "message": "m",
+        "pattern": "keyed",
+        "model": "multiply_by_5",
+        "key": "k",
+        "source": "in.tfrecord",
+        "raw": "/w==",
+        "raw_encoding": "base64",
+        "timestamp": "1970-01-01T00:00:00+00:00",
+    }
+    assert dead_letter_table_row(payload, "id-7", json_as_text=False) == {"record_id": "id-7", **fields}
