@@ -55,6 +55,6 @@ def dead_letter_json(letter: DeadLetter, pattern: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        # A lone surrogate (a key or value read from a JSON \\ud800 escape) has no UTF-8 form: escape it again.
+        # A lone surrogate (a key or value read from a JSON \ud800 escape) has no UTF-8 form: escape it again.
         text = json.dumps(fields)
     return text

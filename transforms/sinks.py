@@ -99,7 +99,7 @@ def _payload(encoded: Encoded) -> bytes:
 def _is_utf8(text: str) -> bool:
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate, which a JSON \\u escape can carry
+    except UnicodeEncodeError:  # a lone surrogate, which a JSON \u escape can carry
         return False
     return True
 
