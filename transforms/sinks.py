@@ -13,11 +13,13 @@ from apache_beam.io.gcp.pubsub import PubsubMessage
 from transforms import counters
 from transforms.bigquery import WriteTableRows, dead_letter_table_row, prediction_table_row
 from transforms.config import InferenceConfig
-from transforms.dead_letters import DeadLetter, dead_letter_json
-from transforms.inference import Pending
+from transforms.dead_letters import DeadLetter, dead_letter_json, record_dead_letter
+from transforms.inference import DEAD_LETTERS, Pending
 from transforms.progress import ProgressCounts
 from transforms.rows import prediction_row, row_json
 from transforms.windowed_files import WriteWindowedFiles
+
+POSTPROCESS_STAGE = "postprocess"
 
 
 class Encoded(NamedTuple):
@@ -38,6 +40,16 @@ def encode_prediction_log(element: tuple[Pending, Any]) -> Encoded:
     return Encoded(log.SerializeToString(), pending.record.id, pending.record.key)
 
 
+def unencodable_row(element: Pending | tuple[Pending, Any], error: Exception) -> DeadLetter:
+    """A result that cannot become a row (e.g. a key JSON cannot hold) is a `postprocess` dead letter."""
+    pending = element if isinstance(element, Pending) else element[0]
+    return record_dead_letter(POSTPROCESS_STAGE, error, pending.record)
+
+
+def unencodable_dead_letter(letter: DeadLetter, error: Exception) -> DeadLetter:
+    return letter._replace(message=f"{letter.message}; and it could not be encoded: {error}")
+
+
 class EncodeDeadLetter:
     def __init__(self, pattern: str):
         self._pattern = pattern
@@ -47,23 +59,32 @@ class EncodeDeadLetter:
 
 
 class _EncodeAndCount(beam.DoFn):
+    """Encodes each element and counts it; one that cannot be encoded goes out as a dead letter, uncounted."""
+
     def __init__(
         self,
         encode: Callable[[Any], Encoded],
         counter_names: Callable[[Any], tuple[str, ...]],
+        unencodable: Callable[[Any, Exception], DeadLetter],
         progress: ProgressCounts | None,
     ):
         self._encode = encode
         self._counter_names = counter_names
+        self._unencodable = unencodable
         self._progress = progress
         self._counts = {}
 
     def process(self, element: Any):
+        try:
+            encoded = self._encode(element)
+        except Exception as error:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._unencodable(element, error))
+            return
         for name in self._counter_names(element):
             if name not in self._counts:
                 self._counts[name] = counters.Count(name, self._progress)
             self._counts[name].inc()
-        yield self._encode(element)
+        yield encoded
 
 
 def _rows_written(_: Any) -> tuple[str, ...]:
@@ -78,8 +99,22 @@ def _payload(encoded: Encoded) -> bytes:
     return encoded.payload
 
 
-def _pubsub_message(encoded: Encoded) -> PubsubMessage:
-    attributes = {name: value for name, value in (("record_id", encoded.record_id), ("key", encoded.key)) if value}
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which a JSON \u escape can carry
+        return False
+    return True
+
+
+def pubsub_message(encoded: Encoded) -> PubsubMessage:
+    """The Pub/Sub message of an encoded record: its payload, with attributes record_id and key."""
+    # An attribute must be UTF-8; a key that is not stays escaped in the payload's JSON.
+    attributes = {
+        name: value
+        for name, value in (("record_id", encoded.record_id), ("key", encoded.key))
+        if value and _is_utf8(value)
+    }
     return PubsubMessage(encoded.payload, attributes)
 
 
@@ -116,7 +151,7 @@ class Publish(beam.PTransform):
     def expand(self, encoded: beam.PCollection) -> None:
         (
             encoded
-            | "ToMessage" >> beam.Map(_pubsub_message)
+            | "ToMessage" >> beam.Map(pubsub_message)
             | "Publish" >> beam.io.WriteToPubSub(self._topic, with_attributes=True)
         )
 
@@ -128,7 +163,8 @@ def _sinks(prefix: str | None, suffix: str, topic: str | None, table: WriteTable
 def write_results(config: InferenceConfig) -> beam.PTransform:
     """Rows (PredictionLogs for predict) to --output, --output_topic and/or --output_table, counted as written.
 
-    Returns the dead letters of rows that a streaming insert into --output_table refused.
+    Returns the dead letters of results that could not be encoded as a row, and of rows that a streaming insert
+    into --output_table refused.
     """
     predict = config.pattern == "predict"
     table = config.output_table and WriteTableRows(
@@ -137,6 +173,7 @@ def write_results(config: InferenceConfig) -> beam.PTransform:
     return _EncodeCountWrite(
         encode_prediction_log if predict else encode_row,
         _rows_written,
+        unencodable_row,
         _sinks(config.output, ".tfrecord" if predict else ".jsonl", config.output_topic, table),
         config.live_counts,
     )
@@ -145,7 +182,7 @@ def write_results(config: InferenceConfig) -> beam.PTransform:
 def write_dead_letters(config: InferenceConfig) -> beam.PTransform:
     """Dead letters as JSON to --dead_letter files, --dead_letter_topic or --dead_letter_table, counted by stage.
 
-    Returns the dead letters that a streaming insert into --dead_letter_table refused.
+    Returns the dead letters that could not be encoded or that a streaming insert into --dead_letter_table refused.
     """
     table = config.dead_letter_table and WriteTableRows(
         config.dead_letter_table, "dead_letters", dead_letter_table_row, None
@@ -153,24 +190,27 @@ def write_dead_letters(config: InferenceConfig) -> beam.PTransform:
     return _EncodeCountWrite(
         EncodeDeadLetter(config.pattern),
         _dead_letter_counters,
+        unencodable_dead_letter,
         _sinks(config.dead_letter, ".jsonl", config.dead_letter_topic, table),
         config.live_counts,
     )
 
 
 class _EncodeCountWrite(beam.PTransform):
-    def __init__(self, encode, counter_names, sinks: list[beam.PTransform], progress: ProgressCounts | None):
+    def __init__(
+        self, encode, counter_names, unencodable, sinks: list[beam.PTransform], progress: ProgressCounts | None
+    ):
         super().__init__()
-        self._encode = _EncodeAndCount(encode, counter_names, progress)
+        self._encode = _EncodeAndCount(encode, counter_names, unencodable, progress)
         self._sinks = sinks
 
     def expand(self, elements: beam.PCollection) -> beam.PCollection:
-        encoded = elements | "Encode" >> beam.ParDo(self._encode)
+        encoded, unencodable = elements | "Encode" >> beam.ParDo(self._encode).with_outputs(
+            DEAD_LETTERS, main="encoded"
+        )
         refused = [encoded | type(sink).__name__ >> sink for sink in self._sinks]
         refused = [pcoll for pcoll in refused if isinstance(pcoll, beam.PCollection)]
-        if not refused:
-            return elements.pipeline | "NothingRefused" >> beam.Create([])
-        return refused | "Refused" >> beam.Flatten()
+        return [unencodable, *refused] | "Refused" >> beam.Flatten()
 
 
 class _LogUnwritable(beam.DoFn):
