@@ -149,3 +149,11 @@ def test_a_file_named_as_another_format_than_the_names_gave_is_one_read_dead_let
     )
     assert letter.tag == "dead_letters" and letter.value.stage == "read"
     assert "late.jsonl is named as a jsonl file, but --input is read as csv" in letter.value.message
+
+
+def test_a_gigabyte_of_text_is_offered_as_sixteen_ranges_and_a_compressed_file_as_one():
+    assert ranges_offered("big.csv", 1 << 30, "csv") == 16
+    assert ranges_offered("big.jsonl", 1 << 30, "jsonl") == 16
+    assert ranges_offered("big.csv.gz", 1 << 30, "csv") == 1
+    assert ranges_offered("big.tfrecord", 1 << 30, "tfrecord") == 1
+    assert ranges_offered("small.csv", 1000, "csv") == 1
