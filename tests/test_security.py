@@ -82,11 +82,11 @@ def test_the_worker_has_only_the_roles_a_job_needs_each_on_the_narrowest_resourc
     }, "every other role is granted on one bucket, dataset, repository, subscription or topic, not the project"
     members = {body["member"] for name, body in iam.items() if name.endswith("_iam_member.worker")}
     assert members == {"${google_service_account.worker.member}"}, "granted to the worker service account only"
-    job = resources("dataflow.tf")["google_dataflow_flex_template_job.inference"]
+    job = resources("dataflow.tf")["google_dataflow_flex_template_job.streaming"]
     assert job["service_account_email"] == "${google_service_account.worker.email}"
 
 
 def test_workers_get_private_ips_when_a_subnetwork_is_given():
-    job = resources("dataflow.tf")["google_dataflow_flex_template_job.inference"]
+    job = resources("dataflow.tf")["google_dataflow_flex_template_job.streaming"]
     assert job["subnetwork"] == "${var.subnetwork}"
     assert job["ip_configuration"] == '${var.subnetwork == null ? "WORKER_IP_PUBLIC" : "WORKER_IP_PRIVATE"}'
