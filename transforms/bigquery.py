@@ -102,14 +102,14 @@ def _table_row(encoded, to_row, json_as_text: bool) -> dict[str, Any]:
 class _FailedInserts(beam.DoFn):
     """Rows BigQuery refused to insert become dead letters (and are no longer counted as written)."""
 
-    def __init__(self, table: str, counted_as: str | None):
+    def __init__(self, table: str, counted_as: counters.Count | None):
         self._table = table
         self._counted_as = counted_as
 
     def process(self, failure: tuple) -> Iterable:
         _, row, errors = failure
-        if self._counted_as:
-            counters.counter(self._counted_as).dec()
+        if self._counted_as is not None:
+            self._counted_as.inc(-1)
         message = f"BigQuery refused the row for {self._table}: {json.dumps(errors)[:2000]}"
         raw = row_json(row)
         yield dead_letter(
@@ -129,7 +129,7 @@ class WriteTableRows(beam.PTransform):
     the job with BigQuery's error.
     """
 
-    def __init__(self, table: str, schema: str, to_row, counted_as: str | None):
+    def __init__(self, table: str, schema: str, to_row, counted_as: counters.Count | None):
         super().__init__()
         self._table = table
         self._schema = schema

@@ -168,7 +168,10 @@ def write_results(config: InferenceConfig) -> beam.PTransform:
     """
     predict = config.pattern == "predict"
     table = config.output_table and WriteTableRows(
-        config.output_table, "predictions", prediction_table_row, counters.ROWS_WRITTEN
+        config.output_table,
+        "predictions",
+        prediction_table_row,
+        counters.Count(counters.ROWS_WRITTEN, config.live_counts),
     )
     return _EncodeCountWrite(
         encode_prediction_log if predict else encode_row,
