@@ -1,18 +1,123 @@
-"""Run a Python script as __main__ and report its peak memory: `python -m benchmarks.peak main.py ARGS...`.
+"""One variant's wall time and peak memory, measured in the variant's own processes.
 
-The last stdout line is PEAK_RSS_MB=<self> <workers>: the process's own peak and its largest child's
-(local worker processes), from getrusage, so every variant is measured the same way.
+getrusage's `ru_maxrss` is no good here: Linux carries it over fork and exec, so every process the benchmark
+starts (the benchmark has TensorFlow loaded) would report at least the benchmark's own peak. The kernel's mark
+per address space, VmHWM in /proc/PID/status, starts again at exec. So the variant runs under this module,
+which reports the variant process's own VmHWM as it exits, while `measure` samples the resident memory of its
+worker processes (the local runner's multi-process mode) every few milliseconds.
+
+    python -m benchmarks.peak SCRIPT ARGS...    # runs SCRIPT as __main__; last stdout line: PEAK_RSS_MB=<VmHWM>
 """
 
-import resource
+from __future__ import annotations
+
+import os
+import re
 import runpy
+import subprocess
 import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class ProcessRun:
+    """A variant's process from start to exit, as seen from outside it."""
+
+    stdout: str
+    seconds: float  # wall clock, interpreter start-up and imports included
+    peak_mb: float  # the variant process's own high-water mark
+    workers_peak_mb: float  # the largest high-water mark among its descendants, 0 when it has none
+    total_peak_mb: float  # the most memory its processes held together at one sample
+
+
+def status_mb(pid: int | str, field: str) -> float:
+    """VmRSS or VmHWM of a process, in MB (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0.0
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, found through each process's parent in /proc/*/stat."""
+    parents: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as stat:
+                # The command name (in parentheses) may hold spaces: the parent pid is the 2nd field after it.
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        parents.setdefault(parent, []).append(int(name))
+    found, frontier = [], [pid]
+    while frontier:
+        children = parents.get(frontier.pop(), [])
+        found += children
+        frontier += children
+    return found
+
+
+class _Sampler(threading.Thread):
+    """Samples a process tree's memory until told to stop."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self._pid = pid
+        self._stopping = threading.Event()
+        self.workers_peak_mb = 0.0
+        self.total_peak_mb = 0.0
+
+    def run(self) -> None:
+        while not self._stopping.wait(SAMPLE_SECONDS):
+            workers = descendants(self._pid)
+            total = status_mb(self._pid, "VmRSS") + sum(status_mb(pid, "VmRSS") for pid in workers)
+            self.total_peak_mb = max(self.total_peak_mb, total)
+            self.workers_peak_mb = max([self.workers_peak_mb, *(status_mb(pid, "VmHWM") for pid in workers)])
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join()
+
+
+def measure(script: str, *args: str) -> ProcessRun:
+    """Run `script` ARGS in a fresh Python process under this module, timing it and sampling its memory."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.peak", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    sampler = _Sampler(process.pid)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    seconds = time.perf_counter() - started
+    sampler.stop()
+    if process.returncode != 0:
+        raise RuntimeError(f"{script} {' '.join(args)} exited with {process.returncode}:\n{stdout}\n{stderr[-3000:]}")
+    own = re.search(r"^PEAK_RSS_MB=([\d.]+)$", stdout, re.MULTILINE)
+    if own is None:
+        raise RuntimeError(f"{script} {' '.join(args)} did not report its peak memory:\n{stdout}")
+    peak = float(own.group(1))
+    return ProcessRun(stdout, seconds, peak, sampler.workers_peak_mb, max(peak, sampler.total_peak_mb))
+
 
 if __name__ == "__main__":
     script, sys.argv = sys.argv[1], sys.argv[1:]
     try:
         runpy.run_path(script, run_name="__main__")
     finally:
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"PEAK_RSS_MB={own:.0f} {workers:.0f}", flush=True)
+        print(f"PEAK_RSS_MB={status_mb('self', 'VmHWM'):.1f}", flush=True)
