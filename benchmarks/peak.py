@@ -6,11 +6,16 @@ per address space, VmHWM in /proc/PID/status, starts again at exec. So the varia
 which reports the variant process's own VmHWM as it exits, while `measure` samples the resident memory of its
 worker processes (the local runner's multi-process mode) every few milliseconds.
 
-    python -m benchmarks.peak SCRIPT ARGS...    # runs SCRIPT as __main__; last stdout line: PEAK_RSS_MB=<VmHWM>
+It also times the script apart from its imports: `--preload` modules are imported before the clock starts,
+since importing TensorFlow takes seconds, and on a busy machine varies by seconds.
+
+    python -m benchmarks.peak [--preload=MODULE,...] SCRIPT ARGS...
+    # runs SCRIPT as __main__; its last stdout lines: RUN_SECONDS=<after the imports> PEAK_RSS_MB=<VmHWM>
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import runpy
@@ -31,6 +36,7 @@ class ProcessRun:
 
     stdout: str
     seconds: float  # wall clock, interpreter start-up and imports included
+    run_seconds: float  # the script alone, after its preloaded imports
     peak_mb: float  # the variant process's own high-water mark
     workers_peak_mb: float  # the largest high-water mark among its descendants, 0 when it has none
     total_peak_mb: float  # the most memory its processes held together at one sample
@@ -91,11 +97,12 @@ class _Sampler(threading.Thread):
         self.join()
 
 
-def measure(script: str, *args: str) -> ProcessRun:
+def measure(script: str, *args: str, preload: tuple[str, ...] = ()) -> ProcessRun:
     """Run `script` ARGS in a fresh Python process under this module, timing it and sampling its memory."""
+    preloading = [f"--preload={','.join(preload)}"] if preload else []
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.peak", script, *args],
+        [sys.executable, "-m", "benchmarks.peak", *preloading, script, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -108,16 +115,22 @@ def measure(script: str, *args: str) -> ProcessRun:
     sampler.stop()
     if process.returncode != 0:
         raise RuntimeError(f"{script} {' '.join(args)} exited with {process.returncode}:\n{stdout}\n{stderr[-3000:]}")
-    own = re.search(r"^PEAK_RSS_MB=([\d.]+)$", stdout, re.MULTILINE)
-    if own is None:
-        raise RuntimeError(f"{script} {' '.join(args)} did not report its peak memory:\n{stdout}")
-    peak = float(own.group(1))
-    return ProcessRun(stdout, seconds, peak, sampler.workers_peak_mb, max(peak, sampler.total_peak_mb))
+    reported = re.search(r"^RUN_SECONDS=([\d.e-]+)\nPEAK_RSS_MB=([\d.]+)$", stdout, re.MULTILINE)
+    if reported is None:
+        raise RuntimeError(f"{script} {' '.join(args)} did not report its time and peak memory:\n{stdout}")
+    run_seconds, peak = float(reported.group(1)), float(reported.group(2))
+    return ProcessRun(stdout, seconds, run_seconds, peak, sampler.workers_peak_mb, max(peak, sampler.total_peak_mb))
 
 
 if __name__ == "__main__":
-    script, sys.argv = sys.argv[1], sys.argv[1:]
+    arguments = sys.argv[1:]
+    if arguments[0].startswith("--preload="):
+        for module in arguments.pop(0).removeprefix("--preload=").split(","):
+            importlib.import_module(module)
+    script, sys.argv = arguments[0], arguments
+    started = time.perf_counter()
     try:
         runpy.run_path(script, run_name="__main__")
     finally:
+        print(f"RUN_SECONDS={time.perf_counter() - started!r}", flush=True)
         print(f"PEAK_RSS_MB={status_mb('self', 'VmHWM'):.1f}", flush=True)

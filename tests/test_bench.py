@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench import Run, parse_run, ratio, spread, steady_rate, verdict
-from benchmarks.peak import measure, status_mb
+from benchmarks.peak import ProcessRun, measure, status_mb
 from transforms.summary import ModelMetrics, RunSummary, summary_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +45,7 @@ def test_peak_memory_is_the_variant_s_own_and_its_workers_are_sampled(tmp_path):
     )
     run = measure(str(variant))
     assert "variant done" in run.stdout
+    assert 1 <= run.run_seconds < run.seconds
     assert 60 <= run.peak_mb < 120, run
     assert run.total_peak_mb >= run.peak_mb + 150, run
     assert 0 < run.seconds < 30
@@ -59,16 +60,17 @@ def test_a_failing_variant_is_reported_with_its_output(tmp_path):
 
 
 def _run(records: int, seconds: float) -> Run:
-    return Run(records, seconds, seconds, 700.0, 700.0, 1)
+    return Run(records, seconds + 4.0, seconds, seconds - 1.0, 700.0, 700.0, 1)
 
 
 def test_the_steady_rate_cancels_start_up():
     # 6 s of start-up, then 1,000 records a second: the whole-process rate hides the rate, the steady one does not.
     small, large = _run(2_000, 6 + 2.0), _run(8_000, 6 + 8.0)
-    assert large.records / large.process_seconds == pytest.approx(571.4, abs=0.1)
+    assert large.records / large.run_seconds == pytest.approx(571.4, abs=0.1)
+    assert steady_rate(small, large, "run_seconds") == pytest.approx(1_000)
     assert steady_rate(small, large, "process_seconds") == pytest.approx(1_000)
     # The larger run finished no later than the smaller: the extra work is inside the noise, no rate is claimed.
-    assert steady_rate(_run(2_000, 8.0), _run(8_000, 7.9), "process_seconds") is None
+    assert steady_rate(_run(2_000, 8.0), _run(8_000, 7.9), "run_seconds") is None
 
 
 def test_a_figure_keeps_every_repeat_and_its_range():
@@ -93,24 +95,26 @@ def test_ratios_are_taken_repeat_by_repeat():
     assert ratio(results, "postprocess toy", "floor toy")["runs"] == [0.9, 1.2, None]
 
 
-def _summary(records: int, rows: int, dead: int, loads: tuple[int, ...]) -> str:
+def _process(records: int, rows: int, dead: int, loads: tuple[int, ...]) -> ProcessRun:
     models = {f"model_{i}": ModelMetrics(rows, 4, rows / 4, 2.0, 3.0, n, 120.0) for i, n in enumerate(loads)}
     summary = RunSummary(records, rows, dead, {"parse": dead} if dead else {}, models)
-    return summary_table(summary, "multi_parallel", 12.34) + "\nPEAK_RSS_MB=812.5\n"
+    stdout = summary_table(summary, "multi_parallel", 12.34) + "\nRUN_SECONDS=12.5\nPEAK_RSS_MB=812.5\n"
+    return ProcessRun(stdout, 15.5, 12.5, 812.5, 1_300.0, 1_400.0)
 
 
 def test_a_pattern_run_is_read_from_main_s_own_summary():
-    run = parse_run(_summary(1_000, 990, 10, (2, 1)), 15.5, 812.5, 1_400.0, expected=1_000)
-    assert run == Run(1_000, 15.5, 12.3, 812.5, 1_400.0, 2)
+    run = parse_run(_process(1_000, 990, 10, (2, 1)), expected=1_000)
+    assert run == Run(1_000, 15.5, 12.5, 12.3, 812.5, 1_400.0, 2)
 
 
 def test_a_run_that_lost_or_skipped_records_is_refused():
     with pytest.raises(RuntimeError, match="read 1000, wrote 980 rows and 10 dead letters"):
-        parse_run(_summary(1_000, 980, 10, (1,)), 15.5, 800.0, 800.0, expected=1_000)
+        parse_run(_process(1_000, 980, 10, (1,)), expected=1_000)
     with pytest.raises(RuntimeError, match="a run of 2000 records read 1000"):
-        parse_run(_summary(1_000, 1_000, 0, (1,)), 15.5, 800.0, 800.0, expected=2_000)
+        parse_run(_process(1_000, 1_000, 0, (1,)), expected=2_000)
     baseline = json.dumps({"seconds": 0.25, "records": 500, "rows": 500, "model_loads": 1})
-    assert parse_run(baseline, 5.0, 700.0, 700.0, expected=500) == Run(500, 5.0, 0.25, 700.0, 700.0, 1)
+    process = ProcessRun(baseline + "\n", 5.0, 3.0, 700.0, 0.0, 700.0)
+    assert parse_run(process, expected=500) == Run(500, 5.0, 3.0, 0.25, 700.0, 700.0, 1)
 
 
 @pytest.mark.slow
