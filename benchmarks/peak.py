@@ -10,7 +10,7 @@ It also times the script apart from its imports: `--preload` modules are importe
 since importing TensorFlow takes seconds, and on a busy machine varies by seconds.
 
     python -m benchmarks.peak [--preload=MODULE,...] SCRIPT ARGS...
-    # runs SCRIPT as __main__; its last stdout lines: RUN_SECONDS=<after the imports> PEAK_RSS_MB=<VmHWM>
+    # runs SCRIPT as __main__; its last stdout lines: RUN_SECONDS=, CPU_SECONDS= (after the imports), PEAK_RSS_MB=
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import resource
 import runpy
 import subprocess
 import sys
@@ -37,6 +38,7 @@ class ProcessRun:
     stdout: str
     seconds: float  # wall clock, interpreter start-up and imports included
     run_seconds: float  # the script alone, after its preloaded imports
+    cpu_seconds: float  # CPU time of the script after its imports, and of its worker processes
     peak_mb: float  # the variant process's own high-water mark
     workers_peak_mb: float  # the largest high-water mark among its descendants, 0 when it has none
     total_peak_mb: float  # the most memory its processes held together at one sample
@@ -52,6 +54,17 @@ def status_mb(pid: int | str, field: str) -> float:
     except (FileNotFoundError, ProcessLookupError):
         pass
     return 0.0
+
+
+def cpu_seconds(pid: int | str) -> float:
+    """User and system CPU time a process has used so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    # utime and stime are the 14th and 15th fields of stat, the 12th and 13th after the command name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def descendants(pid: int) -> list[int]:
@@ -84,6 +97,7 @@ class _Sampler(threading.Thread):
         self._stopping = threading.Event()
         self.workers_peak_mb = 0.0
         self.total_peak_mb = 0.0
+        self._workers_cpu: dict[int, float] = {}
 
     def run(self) -> None:
         while not self._stopping.wait(SAMPLE_SECONDS):
@@ -91,6 +105,13 @@ class _Sampler(threading.Thread):
             total = status_mb(self._pid, "VmRSS") + sum(status_mb(pid, "VmRSS") for pid in workers)
             self.total_peak_mb = max(self.total_peak_mb, total)
             self.workers_peak_mb = max([self.workers_peak_mb, *(status_mb(pid, "VmHWM") for pid in workers)])
+            for pid in workers:
+                self._workers_cpu[pid] = max(self._workers_cpu.get(pid, 0.0), cpu_seconds(pid))
+
+    @property
+    def workers_cpu_seconds(self) -> float:
+        """CPU time of the worker processes, as last sampled (a worker's last few milliseconds may be missed)."""
+        return sum(self._workers_cpu.values())
 
     def stop(self) -> None:
         self._stopping.set()
@@ -115,11 +136,26 @@ def measure(script: str, *args: str, preload: tuple[str, ...] = ()) -> ProcessRu
     sampler.stop()
     if process.returncode != 0:
         raise RuntimeError(f"{script} {' '.join(args)} exited with {process.returncode}:\n{stdout}\n{stderr[-3000:]}")
-    reported = re.search(r"^RUN_SECONDS=([\d.e-]+)\nPEAK_RSS_MB=([\d.]+)$", stdout, re.MULTILINE)
+    reported = re.search(
+        r"^RUN_SECONDS=([\d.e-]+)\nCPU_SECONDS=([\d.e-]+)\nPEAK_RSS_MB=([\d.]+)$", stdout, re.MULTILINE
+    )
     if reported is None:
         raise RuntimeError(f"{script} {' '.join(args)} did not report its time and peak memory:\n{stdout}")
-    run_seconds, peak = float(reported.group(1)), float(reported.group(2))
-    return ProcessRun(stdout, seconds, run_seconds, peak, sampler.workers_peak_mb, max(peak, sampler.total_peak_mb))
+    run_seconds, own_cpu, peak = (float(value) for value in reported.groups())
+    return ProcessRun(
+        stdout,
+        seconds,
+        run_seconds,
+        own_cpu + sampler.workers_cpu_seconds,
+        peak,
+        sampler.workers_peak_mb,
+        max(peak, sampler.total_peak_mb),
+    )
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":
@@ -128,9 +164,10 @@ if __name__ == "__main__":
         for module in arguments.pop(0).removeprefix("--preload=").split(","):
             importlib.import_module(module)
     script, sys.argv = arguments[0], arguments
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _own_cpu_seconds()
     try:
         runpy.run_path(script, run_name="__main__")
     finally:
         print(f"RUN_SECONDS={time.perf_counter() - started!r}", flush=True)
+        print(f"CPU_SECONDS={_own_cpu_seconds() - cpu_started!r}", flush=True)
         print(f"PEAK_RSS_MB={status_mb('self', 'VmHWM'):.1f}", flush=True)

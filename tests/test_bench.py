@@ -23,7 +23,8 @@ MB = 1 << 20
 
 
 def test_peak_memory_is_the_variant_s_own_and_its_workers_are_sampled(tmp_path):
-    """A parent holding 400 MB starts a variant of 60 MB whose worker holds 150 MB: each is seen at its size.
+    """A parent holding 400 MB starts a variant of 60 MB whose worker holds 150 MB: each is seen at its size,
+    and the worker's CPU time is counted with the variant's.
 
     getrusage would give the variant at least the parent's 400 MB, which it inherits over fork and exec.
     """
@@ -37,7 +38,10 @@ def test_peak_memory_is_the_variant_s_own_and_its_workers_are_sampled(tmp_path):
             import subprocess, sys
             held = bytearray(60 << 20)
             held[::4096] = b"\\x01" * len(held[::4096])
-            worker = "w = bytearray(150 << 20); w[::4096] = b'\\\\x01' * len(w[::4096]); import time; time.sleep(1)"
+            worker = (
+                "w = bytearray(150 << 20); w[::4096] = b'\\\\x01' * len(w[::4096]); import time\\n"
+                "t = time.process_time()\\nwhile time.process_time() - t < 0.6: pass\\ntime.sleep(0.3)"
+            )
             subprocess.run([sys.executable, "-c", worker], check=True)
             print("variant done")
             """
@@ -46,6 +50,7 @@ def test_peak_memory_is_the_variant_s_own_and_its_workers_are_sampled(tmp_path):
     run = measure(str(variant))
     assert "variant done" in run.stdout
     assert 1 <= run.run_seconds < run.seconds
+    assert run.cpu_seconds >= 0.5, run
     assert 60 <= run.peak_mb < 120, run
     assert run.total_peak_mb >= run.peak_mb + 150, run
     assert 0 < run.seconds < 30
@@ -60,7 +65,7 @@ def test_a_failing_variant_is_reported_with_its_output(tmp_path):
 
 
 def _run(records: int, seconds: float) -> Run:
-    return Run(records, seconds + 4.0, seconds, seconds - 1.0, 700.0, 700.0, 1)
+    return Run(records, seconds + 4.0, seconds, seconds - 1.0, seconds * 1.5, seconds, 700.0, 700.0, 1)
 
 
 def test_the_steady_rate_cancels_start_up():
@@ -69,6 +74,7 @@ def test_the_steady_rate_cancels_start_up():
     assert large.records / large.run_seconds == pytest.approx(571.4, abs=0.1)
     assert steady_rate(small, large, "run_seconds") == pytest.approx(1_000)
     assert steady_rate(small, large, "process_seconds") == pytest.approx(1_000)
+    assert steady_rate(small, large, "cpu_seconds") == pytest.approx(1_000 / 1.5)
     # The larger run finished no later than the smaller: the extra work is inside the noise, no rate is claimed.
     assert steady_rate(_run(2_000, 8.0), _run(8_000, 7.9), "run_seconds") is None
 
@@ -99,12 +105,13 @@ def _process(records: int, rows: int, dead: int, loads: tuple[int, ...]) -> Proc
     models = {f"model_{i}": ModelMetrics(rows, 4, rows / 4, 2.0, 3.0, n, 120.0) for i, n in enumerate(loads)}
     summary = RunSummary(records, rows, dead, {"parse": dead} if dead else {}, models)
     stdout = summary_table(summary, "multi_parallel", 12.34) + "\nRUN_SECONDS=12.5\nPEAK_RSS_MB=812.5\n"
-    return ProcessRun(stdout, 15.5, 12.5, 812.5, 1_300.0, 1_400.0)
+    stdout = stdout.replace("PEAK", "CPU_SECONDS=20.25\nPEAK")
+    return ProcessRun(stdout, 15.5, 12.5, 20.25, 812.5, 1_300.0, 1_400.0)
 
 
 def test_a_pattern_run_is_read_from_main_s_own_summary():
     run = parse_run(_process(1_000, 990, 10, (2, 1)), expected=1_000)
-    assert run == Run(1_000, 15.5, 12.5, 12.3, 812.5, 1_400.0, 2)
+    assert run == Run(1_000, 15.5, 12.5, 12.3, 20.25, 20.25, 812.5, 1_400.0, 2)
 
 
 def test_a_run_that_lost_or_skipped_records_is_refused():
@@ -112,9 +119,9 @@ def test_a_run_that_lost_or_skipped_records_is_refused():
         parse_run(_process(1_000, 980, 10, (1,)), expected=1_000)
     with pytest.raises(RuntimeError, match="a run of 2000 records read 1000"):
         parse_run(_process(1_000, 1_000, 0, (1,)), expected=2_000)
-    baseline = json.dumps({"seconds": 0.25, "records": 500, "rows": 500, "model_loads": 1})
-    process = ProcessRun(baseline + "\n", 5.0, 3.0, 700.0, 0.0, 700.0)
-    assert parse_run(process, expected=500) == Run(500, 5.0, 3.0, 0.25, 700.0, 700.0, 1)
+    baseline = json.dumps({"seconds": 0.25, "cpu_seconds": 0.4, "records": 500, "rows": 500, "model_loads": 1})
+    process = ProcessRun(baseline + "\n", 5.0, 3.0, 3.5, 700.0, 0.0, 700.0)
+    assert parse_run(process, expected=500) == Run(500, 5.0, 3.0, 0.25, 3.5, 0.4, 700.0, 700.0, 1)
 
 
 @pytest.mark.slow
