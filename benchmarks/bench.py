@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from benchmarks.large_file import large_file
+from benchmarks.large_file import markdown as large_file_markdown
 from benchmarks.peak import ProcessRun, measure
 from benchmarks.streaming import streaming_latency
 from tools.pubsub_emulator import missing_tools
@@ -137,6 +139,8 @@ def variants(toy_models: Sequence[Path], heavy: Path) -> list[Variant]:
             )
             for n in (1, 2)
         ),
+        # Progress is on by default (plain lines, as stderr is not a terminal here); this one shows nothing.
+        Variant("postprocess toy, --progress=off", "toy", pattern("postprocess", [toy], "--progress=off"), False),
         Variant("raw heavy", "heavy", baseline("raw", heavy), True),
         Variant("floor heavy", "heavy", baseline("floor", heavy), True),
         Variant("naive heavy", "heavy", baseline("naive", heavy), True),
@@ -329,6 +333,12 @@ def targets(results: dict, streaming: dict) -> list[dict]:
         ("multi_parallel toy >= 80% of postprocess", "multi_parallel toy", "postprocess toy", 0.8),
         ("multi_sequence toy >= 80% of postprocess", "multi_sequence toy", "postprocess toy", 0.8),
         (
+            "progress shown costs < 2% (rate with it / without it)",
+            "postprocess toy",
+            "postprocess toy, --progress=off",
+            0.98,
+        ),
+        (
             "2 worker processes >= 1.7x one",
             "postprocess toy, 2 worker processes",
             "postprocess toy, 1 worker process",
@@ -434,6 +444,8 @@ def markdown(report: dict) -> str:
         met = {"yes": "yes", "no": "**no**", "within noise": "*within noise*"}.get(t["met"], t["met"])
         cpu = _with_range(t["cpu_value"], t["digits"]) if "cpu_value" in t else ""
         lines.append(f"| {t['target']} | {value} | {t['goal']:g} | {met} | {cpu} |")
+    if report.get("large_file"):
+        lines += ["", large_file_markdown(report["large_file"])]
     return "\n".join(lines) + "\n"
 
 
@@ -486,6 +498,7 @@ def main() -> None:
     parser.add_argument("--stream-seconds", type=float, default=60, help="streaming: how long to publish")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--only", type=re.compile, help="measure only the variants whose name this regex finds")
+    parser.add_argument("--large-file-mb", type=int, default=160, help="one large CSV file's size (0: skip it)")
     args = parser.parse_args()
     missing = missing_tools()
     if missing:  # said before the throughput part, not after it
@@ -493,7 +506,9 @@ def main() -> None:
     load_before = _load_average()
     with tempfile.TemporaryDirectory() as folder:
         results = run(args.records, args.repeats, Path(folder), args.only)
-        streaming = streaming_latency(Path(folder) / "models" / "multiply_by_5", args.stream_rate, args.stream_seconds)
+        toy = Path(folder) / "models" / "multiply_by_5"
+        streaming = streaming_latency(toy, args.stream_rate, args.stream_seconds)
+        large = large_file(toy, args.large_file_mb, Path(folder)) if args.large_file_mb else None
     report = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -503,6 +518,7 @@ def main() -> None:
         "repeats": args.repeats,
         "results": results,
         "streaming": streaming,
+        "large_file": large,
     }
     report["targets"] = targets(results, streaming)
     args.out.mkdir(parents=True, exist_ok=True)
