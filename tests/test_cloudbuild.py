@@ -143,8 +143,9 @@ PREFIX = "gs://my-project-tfx-inference/smoke/smoke-5f1c0de2-1111-4222-8333-4444
 
 
 def _step(step: str, workspace: Path, substitutions: dict[str, str], env: dict[str, str] | None = None):
+    # A wait that never ends calls the Python gcloud stub 90 times: minutes on a busy 2-core machine.
     return subprocess.run(
-        cloud_build_step(step, substitutions), cwd=workspace, env=env, capture_output=True, text=True, timeout=60
+        cloud_build_step(step, substitutions), cwd=workspace, env=env, capture_output=True, text=True, timeout=600
     )
 
 
