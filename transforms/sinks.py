@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import apache_beam as beam
-from apache_beam import coders
 from apache_beam.io.gcp.pubsub import PubsubMessage
 
 from transforms import counters
 from transforms.bigquery import WriteTableRows, dead_letter_table_row, prediction_table_row
 from transforms.config import InferenceConfig
 from transforms.dead_letters import DeadLetter, dead_letter_json
+from transforms.file_records import tfrecord_frames
 from transforms.inference import Pending
 from transforms.rows import prediction_row, row_json
 from transforms.windowed_files import WriteWindowedFiles
@@ -46,17 +47,20 @@ class EncodeDeadLetter:
 
 
 class _EncodeAndCount(beam.DoFn):
+    """A batch of results or dead letters in, the batch of their Encoded records out, each one counted."""
+
     def __init__(self, encode: Callable[[Any], Encoded], counter_names: Callable[[Any], tuple[str, ...]]):
         self._encode = encode
         self._counter_names = counter_names
         self._counters = {}
 
-    def process(self, element: Any):
-        for name in self._counter_names(element):
+    def process(self, batch: list):
+        counts = Counter(name for element in batch for name in self._counter_names(element))
+        for name, count in counts.items():
             if name not in self._counters:
                 self._counters[name] = counters.counter(name)
-            self._counters[name].inc()
-        yield self._encode(element)
+            self._counters[name].inc(count)
+        yield [self._encode(element) for element in batch]
 
 
 def _rows_written(_: Any) -> tuple[str, ...]:
@@ -67,8 +71,21 @@ def _dead_letter_counters(letter: DeadLetter) -> tuple[str, ...]:
     return counters.DEAD_LETTERS, counters.dead_letter_counter_name(letter.stage)
 
 
-def _payload(encoded: Encoded) -> bytes:
-    return encoded.payload
+def _payloads(batch: list[Encoded]) -> list[bytes]:
+    return [encoded.payload for encoded in batch]
+
+
+def _lines(batch: list[Encoded]) -> bytes:
+    """A batch as one piece of text: a line per record, the last one's line break left to the writer."""
+    return b"\n".join(encoded.payload for encoded in batch)
+
+
+def _frames(batch: list[Encoded]) -> bytes:
+    return tfrecord_frames(encoded.payload for encoded in batch)
+
+
+def _one_each(element: Any) -> list:
+    return [element]
 
 
 def _pubsub_message(encoded: Encoded) -> PubsubMessage:
@@ -77,9 +94,10 @@ def _pubsub_message(encoded: Encoded) -> PubsubMessage:
 
 
 class WriteFiles(beam.PTransform):
-    """Encoded records to files under `prefix`: TFRecord when `suffix` is .tfrecord, JSON Lines otherwise.
+    """Batches of Encoded records to files under `prefix`: TFRecord when `suffix` is .tfrecord, else JSON Lines.
 
-    In streaming, one set of files per window (--window_seconds), complete when the window closes.
+    A batch of JSON Lines is written as one piece of text. In streaming, one set of files per window
+    (--window_seconds), complete when the window closes.
     """
 
     def __init__(self, prefix: str, suffix: str):
@@ -87,28 +105,32 @@ class WriteFiles(beam.PTransform):
         self._prefix = prefix
         self._suffix = suffix
 
-    def expand(self, encoded: beam.PCollection) -> None:
-        payloads = encoded | "Payloads" >> beam.Map(_payload)
-        if not encoded.is_bounded:
+    def expand(self, batches: beam.PCollection) -> None:
+        if not batches.is_bounded:
+            payloads = batches | "Payloads" >> beam.FlatMap(_payloads)
             payloads | "WriteWindowed" >> WriteWindowedFiles(self._prefix, self._suffix)
         elif self._suffix == ".tfrecord":
-            payloads | "WriteTFRecord" >> beam.io.WriteToTFRecord(
-                self._prefix, coder=coders.BytesCoder(), file_name_suffix=self._suffix
+            # A batch is framed at once and its frames written as they are: a TFRecord file is frames end to end.
+            frames = batches | "Frames" >> beam.Map(_frames)
+            frames | "WriteTFRecord" >> beam.io.WriteToText(
+                self._prefix, file_name_suffix=self._suffix, append_trailing_newlines=False
             )
         else:
-            payloads | "WriteText" >> beam.io.WriteToText(self._prefix, file_name_suffix=self._suffix)
+            lines = batches | "Lines" >> beam.Map(_lines)
+            lines | "WriteText" >> beam.io.WriteToText(self._prefix, file_name_suffix=self._suffix)
 
 
 class Publish(beam.PTransform):
-    """Encoded records published to a Pub/Sub topic, with attributes record_id and key."""
+    """Batches of Encoded records published to a Pub/Sub topic, a message each, with attributes record_id and key."""
 
     def __init__(self, topic: str):
         super().__init__()
         self._topic = topic
 
-    def expand(self, encoded: beam.PCollection) -> None:
+    def expand(self, batches: beam.PCollection) -> None:
         (
-            encoded
+            batches
+            | "Unbatch" >> beam.FlatMap(list)
             | "ToMessage" >> beam.Map(_pubsub_message)
             | "Publish" >> beam.io.WriteToPubSub(self._topic, with_attributes=True)
         )
@@ -119,7 +141,7 @@ def _sinks(prefix: str | None, suffix: str, topic: str | None, table: WriteTable
 
 
 def write_results(config: InferenceConfig) -> beam.PTransform:
-    """Rows (PredictionLogs for predict) to --output, --output_topic and/or --output_table, counted as written.
+    """Batches of rows (PredictionLogs for predict) to --output, --output_topic and/or --output_table, counted.
 
     Returns the dead letters of rows that a streaming insert into --output_table refused.
     """
@@ -146,18 +168,35 @@ def write_dead_letters(config: InferenceConfig) -> beam.PTransform:
         EncodeDeadLetter(config.pattern),
         _dead_letter_counters,
         _sinks(config.dead_letter, ".jsonl", config.dead_letter_topic, table),
+        one_each=True,
     )
 
 
 class _EncodeCountWrite(beam.PTransform):
-    def __init__(self, encode, counter_names, sinks: list[beam.PTransform]):
+    """Batches encoded and counted once, then written to every sink; a table takes them a row at a time.
+
+    With `one_each`, the elements are single records (dead letters, which are few) made batches of one.
+    """
+
+    def __init__(self, encode, counter_names, sinks: list[beam.PTransform], one_each: bool = False):
         super().__init__()
         self._encode = _EncodeAndCount(encode, counter_names)
         self._sinks = sinks
+        self._one_each = one_each
 
     def expand(self, elements: beam.PCollection) -> beam.PCollection:
+        if self._one_each:
+            elements = elements | "OneEach" >> beam.Map(_one_each)
         encoded = elements | "Encode" >> beam.ParDo(self._encode)
-        refused = [encoded | type(sink).__name__ >> sink for sink in self._sinks]
+        refused = [
+            (
+                encoded | f"Unbatch {type(sink).__name__}" >> beam.FlatMap(list)
+                if isinstance(sink, WriteTableRows)
+                else encoded
+            )
+            | type(sink).__name__ >> sink
+            for sink in self._sinks
+        ]
         refused = [pcoll for pcoll in refused if isinstance(pcoll, beam.PCollection)]
         if not refused:
             return elements.pipeline | "NothingRefused" >> beam.Create([])
