@@ -105,8 +105,7 @@ readme: $(INSTALLED)
 metadata: $(INSTALLED)
 	$(PY) -m tools.template metadata metadata.json
 
-# The Flex Template spec for an image: make template-spec IMAGE=REGION-docker.pkg.dev/PROJECT/REPO/tfx-inference:TAG
-IMAGE ?= tfx-inference:local
+# The Flex Template spec for an image, by digest: make template-spec IMAGE=REGION-docker.pkg.dev/PROJECT/REPO/template@sha256:DIGEST
 template-spec: $(INSTALLED)
 	$(PY) -m tools.template spec build/template-spec.json --image=$(IMAGE)
 

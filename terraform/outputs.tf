@@ -69,7 +69,7 @@ locals {
 }
 
 output "build_command" {
-  description = "The Cloud Build run, from the repository root: as the build service account, with this deployment's bucket, repository and names."
+  description = "The Cloud Build run, from the repository root: as the build service account, with this deployment's bucket, repository and names; SMOKE_TEST=true in its environment adds the smoke run on Dataflow."
   value       = templatefile("${path.module}/build_command.sh.tftpl", local.command_values)
 }
 

@@ -38,7 +38,12 @@ def test_predict_writes_prediction_logs(run_main, demo_models, demo_data, tmp_pa
 
 @pytest.mark.parametrize("source", ["numbers.csv", "numbers.jsonl", "numbers.tfrecord"])
 def test_keyed_keeps_keys_and_multiplies_by_five(run_main, demo_models, demo_data, source):
-    run = run_main("--pattern=keyed", f"--model_uris={demo_models['multiply_by_5']}", f"--input={demo_data}/{source}")
+    run = run_main(
+        "--pattern=keyed",
+        f"--model_uris={demo_models['multiply_by_5']}",
+        f"--input={demo_data}/{source}",
+        "--progress=off",  # the progress lines a slow run would show are not logs
+    )
     assert run.returncode == 0, run.stderr
     rows = run.rows()
     assert sorted(row["key"] for row in rows) == [f"device-{i:03d}" for i in range(100)]

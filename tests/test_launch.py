@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,18 @@ from tools.flex_template_service import (
     merged_environment,
     parameter_errors,
 )
-from tools.launch_local import IMAGE, PATTERNS, SERVICE_ACCOUNT, cloud_build_step, local_dataflow, pattern_parameters
+from tools.launch_local import (
+    BUILD_ID,
+    DIGEST,
+    IMAGE,
+    PATTERNS,
+    REPOSITORY,
+    SERVICE_ACCOUNT,
+    cloud_build_step,
+    local_dataflow,
+    pattern_parameters,
+    registry_docker,
+)
 from tools.template import template_spec
 from transforms.model_cache import MANIFEST, stage_model
 
@@ -90,10 +102,52 @@ def test_the_requests_environment_overrides_the_specs_default():
 
 
 def test_the_template_spec_step_substitutes_as_cloud_build_does():
-    command = cloud_build_step("template-spec", {"PROJECT_ID": "p", "_BUCKET": "b", "_TAG": "abc"})
+    command = cloud_build_step("template-spec", {"PROJECT_ID": "p", "_BUCKET": "b"})
     assert command[:4] == ["bash", "-euo", "pipefail", "-c"]
-    assert "--image=us-central1-docker.pkg.dev/p/tfx-inference/template:abc" in command[4]
-    assert "gs://b/templates/tfx-inference.json" in command[4] and "${" not in command[4]
+    assert "gs://b/templates/tfx-inference.json" in command[4]
+    assert "${_" not in command[4] and "$PROJECT_ID" not in command[4] and "$$" not in command[4]
+
+
+def _run_step(step: str, workspace: Path, bin_dir: Path, **substitutions: str) -> subprocess.CompletedProcess:
+    values = {"PROJECT_ID": "local-project", "BUILD_ID": BUILD_ID, "_BUCKET": "local-tfx-inference", **substitutions}
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(cloud_build_step(step, values), cwd=workspace, env=env, capture_output=True, text=True)
+
+
+def test_the_push_step_pushes_the_builds_own_tag_and_keeps_the_digest_the_registry_gave(tmp_path):
+    bin_dir, calls = tmp_path / "bin", tmp_path / "docker-calls.jsonl"
+    bin_dir.mkdir()
+    registry_docker(bin_dir, calls=calls)
+    done = _run_step("push", tmp_path, bin_dir)
+    assert done.returncode == 0, done.stderr
+    pushed = f"{REPOSITORY}:{BUILD_ID}"
+    push, inspect = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert push == ["push", pushed]
+    assert inspect[0] == "inspect" and inspect[-1] == pushed and "RepoDigests" in inspect[1]
+    assert (tmp_path / "build" / "image").read_text() == f"{IMAGE}\n"
+    assert f"pushed {IMAGE}" in done.stdout
+
+
+def test_the_push_step_fails_when_docker_recorded_no_digest_of_this_repository(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # A digest of the same image in another repository only: not the one this push made.
+    docker = registry_docker(bin_dir)
+    docker.write_text(docker.read_text().replace('echo "${image%:*}@', 'echo "elsewhere/template@'))
+    done = _run_step("push", tmp_path, bin_dir)
+    assert done.returncode == 1
+    assert f"docker recorded no digest of {REPOSITORY} for the push of {BUILD_ID}" in done.stderr
+
+
+def test_the_spec_tool_refuses_an_image_named_by_tag(tmp_path):
+    tagged = subprocess.run(
+        [sys.executable, "-m", "tools.template", "spec", str(tmp_path / "spec.json"), f"--image={REPOSITORY}:v1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert tagged.returncode == 2 and not (tmp_path / "spec.json").exists()
+    assert f"--image={REPOSITORY}:v1 does not name an image by digest" in tagged.stderr
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +181,8 @@ def test_cloud_build_publishes_the_spec_the_service_launches(dataflow, spec):
     bucket, name = spec[5:].split("/", 1)
     published = json.loads(dataflow.service.client.bucket(bucket).blob(name).download_as_text())
     assert published == template_spec(IMAGE, METADATA)
-    assert published["defaultEnvironment"]["sdkContainerImage"] == published["image"] == IMAGE
+    # By the digest the push step read back, for the launcher and the workers alike.
+    assert published["defaultEnvironment"]["sdkContainerImage"] == published["image"] == f"{REPOSITORY}@{DIGEST}"
 
 
 def test_models_in_the_bucket_have_folder_objects_as_the_console_makes(dataflow):

@@ -182,10 +182,14 @@ def test_run_command_runs_as_printed(tmp_path, recording_gcloud, dataflow_api, o
 def test_build_command_runs_as_printed_as_the_build_account(tmp_path, recording_gcloud):
     env, calls = recording_gcloud
     printed = render("build_command.sh.tftpl", DEFAULT_DEPLOYMENT, tmp_path)
-    done = subprocess.run(["bash"], input=printed, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
-    assert done.returncode == 0, done.stderr
+    env.pop("SMOKE_TEST", None)
+    for smoke_test in ({}, {"SMOKE_TEST": "true"}):
+        run = {**env, **smoke_test}
+        done = subprocess.run(["bash"], input=printed, capture_output=True, text=True, env=run, cwd=ROOT, timeout=60)
+        assert done.returncode == 0, done.stderr
 
-    [argv] = _calls(calls)
+    argv, with_smoke_test = _calls(calls)
+    assert with_smoke_test == [arg.replace("_SMOKE_TEST=false", "_SMOKE_TEST=true") for arg in argv]
     assert argv[:2] == ["builds", "submit"] and argv[-1] == "."
     flags = dict(arg[2:].split("=", 1) for arg in argv[2:-1])
     build_account = "tfx-inference-build@my-project.iam.gserviceaccount.com"
@@ -203,6 +207,7 @@ def test_build_command_runs_as_printed_as_the_build_account(tmp_path, recording_
     assert substitutions["_BUCKET"] == "my-project-tfx-inference"
     assert substitutions["_SERVICE_ACCOUNT"] == "tfx-inference-worker@my-project.iam.gserviceaccount.com"
     assert substitutions["_REPOSITORY"] == "tfx-inference" and substitutions["_IMAGE_NAME"] == "template"
+    assert substitutions["_SMOKE_TEST"] == "false"
     assert (
         f"gs://{substitutions['_BUCKET']}/templates/{substitutions['_TEMPLATE_NAME']}.json"
         == (DEFAULT_DEPLOYMENT["template_path"])
@@ -229,3 +234,162 @@ def test_build_command_flags_are_gclouds(tmp_path):
     }
     manual = re.sub(r"\x1b\[[0-9;]*m", "", manual)
     assert [flag for flag in used if not re.search(rf"{flag}\b", manual)] == []
+
+
+# The README's deploy section, typed as a new user types it.
+
+TERRAFORM_STUB = """\
+#!{python}
+# terraform as the README's session meets it after an apply: records argv and the *.tfvars each apply reads,
+# prints the outputs of a default deployment of my-project.
+import json, os, sys
+from pathlib import Path
+
+here = Path(os.environ["README_STUB"])
+args = sys.argv[1:]
+if args[:1] != ["-chdir=terraform"]:
+    sys.exit(f"terraform {{args}}: the README runs terraform on terraform/ from the repository root")
+tfvars = {{path.name: path.read_text() for path in sorted(Path("terraform").glob("*.tfvars"))}}
+with open(here / "terraform-calls.jsonl", "a") as f:
+    f.write(json.dumps({{"args": args[1:], "tfvars": tfvars}}) + "\\n")
+outputs = json.loads((here / "outputs.json").read_text())
+command = args[1:]
+if command[:2] == ["output", "-raw"]:
+    print(outputs[command[2]], end="")
+elif command[:2] == ["output", "-json"]:
+    print(json.dumps(outputs[command[2]]))
+elif command[0] not in ("init", "apply", "destroy"):
+    sys.exit(f"terraform {{command}}: not a command the README runs")
+"""
+
+GCLOUD_STUB = """\
+#!/usr/bin/env bash
+# gcloud as the README's session meets it: records argv; configuration and launches go on to the real gcloud
+# (its launch request lands on the loopback Dataflow stand-in); `storage cat` answers the published spec.
+{python} -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "$README_STUB/gcloud-calls.jsonl"
+case "$1 $2" in
+  "config set"|"dataflow flex-template") exec {gcloud} "$@" ;;
+  "storage cat") cat "$README_STUB/spec.json" ;;
+esac
+"""
+
+
+def readme_deploy_session() -> str:
+    """Every ```bash block of the README's "Deploy to Dataflow" section, in order."""
+    section = (ROOT / "README.md").read_text().split("\n## Deploy to Dataflow\n", 1)[1].split("\n## ", 1)[0]
+    return "".join(re.findall(r"^```bash\n(.*?)^```$", section, re.S | re.M))
+
+
+def test_the_readme_deploy_section_runs_as_typed(tmp_path, dataflow_api):
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        pytest.skip("gcloud is not installed: the README's launches are checked with the real client")
+    if shutil.which("jq") is None:
+        pytest.skip("jq is not installed: the README reads the digest and the table ids with it")
+    endpoint, requests = dataflow_api
+    bucket = "gs://my-project-tfx-inference"
+    digest = "sha256:" + "5e" * 32
+    image = f"us-central1-docker.pkg.dev/my-project/tfx-inference/template@{digest}"
+    stub, workspace = tmp_path / "stub", tmp_path / "checkout"
+    for folder in (stub, workspace / "terraform", tmp_path / "build", tmp_path / "run"):
+        folder.mkdir(parents=True)
+    example = (TERRAFORM / "terraform.tfvars.example").read_text()
+    (workspace / "terraform" / "terraform.tfvars.example").write_text(example)
+    outputs = {
+        "bucket": "my-project-tfx-inference",
+        "template_spec_path": DEFAULT_DEPLOYMENT["template_path"],
+        "service_account_email": DEFAULT_DEPLOYMENT["worker_service_account"],
+        "tables": {role: f"my-project:inference.{role}" for role in ("keyed_input", "predictions", "dead_letters")},
+        "build_command": render("build_command.sh.tftpl", DEFAULT_DEPLOYMENT, tmp_path / "build"),
+        "run_command": render("run_command.sh.tftpl", DEFAULT_DEPLOYMENT, tmp_path / "run"),
+    }
+    (stub / "outputs.json").write_text(json.dumps(outputs))
+    (stub / "spec.json").write_text(json.dumps({"image": image, "defaultEnvironment": {"sdkContainerImage": image}}))
+    programs = {
+        "terraform": TERRAFORM_STUB.format(python=sys.executable),
+        "gcloud": GCLOUD_STUB.format(python=sys.executable, gcloud=gcloud),
+        "make": f'#!/usr/bin/env bash\necho "$*" >> {stub}/make-calls\n',
+    }
+    for name, text in programs.items():
+        (stub / name).write_text(text)
+        (stub / name).chmod(0o755)
+    env = {
+        **{name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "SMOKE_TEST")},
+        "PATH": f"{stub}{os.pathsep}{os.environ['PATH']}",
+        "README_STUB": str(stub),
+        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud-config"),
+        "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_DATAFLOW": endpoint,
+    }
+    # The user's project where the README has its placeholder; every output stays my-project's, so the
+    # project typed is seen only where the README itself puts it.
+    session = readme_deploy_session()
+    assert session.startswith("PROJECT_ID=my-project ")
+    session = session.replace("PROJECT_ID=my-project", "PROJECT_ID=tfx-demo-4711", 1)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", session], cwd=workspace, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+
+    # 1. The one edit: project_id.
+    tfvars = (workspace / "terraform" / "terraform.tfvars").read_text()
+    assert tfvars == example.replace('project_id = "my-project"', 'project_id = "tfx-demo-4711"')
+    terraform_calls = [json.loads(line) for line in (stub / "terraform-calls.jsonl").read_text().splitlines()]
+    changes = [call for call in terraform_calls if call["args"][0] != "output"]
+    assert [call["args"] for call in changes] == [
+        ["init"],
+        ["apply"],
+        ["apply"],
+        ["apply", "-var=deletion_protection=false"],
+        ["destroy"],
+    ]
+    assert set(changes[1]["tfvars"]) == {"terraform.tfvars"}
+    # 4. The streaming apply reads the digest of the published spec.
+    streaming = hcl2.loads(changes[2]["tfvars"]["streaming.auto.tfvars"])
+    assert streaming == {"enable_streaming": True, "launch_streaming_job": True, "image_digest": f'"{digest}"'}
+
+    gcloud_calls = [json.loads(line) for line in (stub / "gcloud-calls.jsonl").read_text().splitlines()]
+    assert gcloud_calls[0] == ["config", "set", "project", "tfx-demo-4711"]
+    # 2. The build, as the build account, with the smoke run.
+    [build] = [call for call in gcloud_calls if call[:2] == ["builds", "submit"]]
+    assert (
+        "--service-account=projects/my-project/serviceAccounts/tfx-inference-build@my-project.iam.gserviceaccount.com"
+        in build
+    )
+    assert any(arg.startswith("--substitutions=") and arg.endswith(",_SMOKE_TEST=true") for arg in build)
+    # 3. The demo assets uploaded where run_command and the streaming job look for them.
+    assert (stub / "make-calls").read_text() == "models data\n"
+    assert ["storage", "rsync", "--recursive", "demo/models", f"{bucket}/models"] in gcloud_calls
+    assert ["storage", "cp", "demo/data/numbers.csv", f"{bucket}/input/"] in gcloud_calls
+    assert ["storage", "cat", f"{bucket}/templates/tfx-inference.json"] in gcloud_calls
+    assert gcloud_calls[-1] == ["storage", "rm", "--recursive", f"{bucket}/**"]
+
+    launches = [body["launchParameter"] for _, body in requests]
+    assert [launch["containerSpecGcsPath"] for launch in launches] == [f"{bucket}/templates/tfx-inference.json"] * 4
+    assert [launch["parameters"] for launch in launches] == [
+        {
+            "pattern": "keyed",
+            "model_uris": f"{bucket}/models/multiply_by_5",
+            "input": f"{bucket}/input/numbers.csv",
+            "output": f"{bucket}/output/keyed",
+        }
+    ] * 2 + [
+        {
+            "pattern": "multi_sequence",
+            "model_uris": f"{bucket}/models/multiply_by_5,{bucket}/models/multiply_by_10",
+            "input": f"{bucket}/input/numbers.csv",
+            "output": f"{bucket}/output/multi_sequence",
+        },
+        {
+            "pattern": "keyed",
+            "model_uris": f"{bucket}/models/multiply_by_5",
+            "input_table": "my-project:inference.keyed_input",
+            "output_table": "my-project:inference.predictions",
+            "dead_letter_table": "my-project:inference.dead_letters",
+        },
+    ]
+    for launch in launches:
+        environment = launch["environment"]
+        assert environment["serviceAccountEmail"] == "tfx-inference-worker@my-project.iam.gserviceaccount.com"
+        assert environment["tempLocation"] == f"{bucket}/temp"

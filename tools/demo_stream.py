@@ -6,6 +6,7 @@ predictions arrive, stop everything.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -20,16 +21,21 @@ PROJECT = "demo-project"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.demo_stream", description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=ROOT / "demo" / "models", help="where make models built them")
+    parser.add_argument("--data", type=Path, default=ROOT / "demo" / "data", help="where make data built it")
+    args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # lines in the order they happen, beside the pipeline's summary
     missing = missing_tools()
     if missing:
         print("make demo-stream needs:\n  " + "\n  ".join(missing), file=sys.stderr)
         return 1
     with pubsub_emulator() as host:
-        return _stream(host)
+        return _stream(host, args.models, args.data)
 
 
-def _stream(host: str) -> int:
+def _stream(host: str, models: Path, data: Path) -> int:
     from google.cloud import pubsub_v1
 
     pipeline = None
@@ -48,14 +54,14 @@ def _stream(host: str) -> int:
                 sys.executable,
                 str(ROOT / "main.py"),
                 "--pattern=keyed",
-                f"--model_uris={ROOT / 'demo' / 'models' / 'multiply_by_5'}",
+                f"--model_uris={models / 'multiply_by_5'}",
                 f"--input_subscription={names['records'][1]}",
                 f"--output_topic={names['predictions'][0]}",
                 f"--dead_letter_topic={names['dead-letters'][0]}",
             ],
             env={**os.environ, "PUBSUB_EMULATOR_HOST": host},
         )
-        lines = (ROOT / "demo" / "data" / "with_bad_records.jsonl").read_bytes().splitlines()
+        lines = (data / "with_bad_records.jsonl").read_bytes().splitlines()
         for line in lines:
             publisher.publish(names["records"][0], line).result(timeout=30)
         print(f"published {len(lines)} records (4 of them bad); waiting for them to come out")
@@ -69,7 +75,9 @@ def _stream(host: str) -> int:
                     body = json.loads(received.message.data)
                     if role == "predictions":
                         y = body["predictions"][0]["outputs"]["y"][0]
-                        print(f"  prediction  {body['key']:<10} x={body['input']['x']:>9.2f}  5x={y:>10.2f}")
+                        print(
+                            f"  prediction  {body['key']:<10} x={body['input']['x']:>9.2f}  5x={y:>10.2f}", flush=True
+                        )
                     else:
                         print(f"  dead letter {body['stage']:<10} {body['message']}")
                 if response.received_messages:

@@ -1,6 +1,7 @@
 """`make launch-local`: one pattern launched offline exactly as Dataflow launches it, up to the job file.
 
-The GCS emulator holds the bucket; Cloud Build's own `template-spec` step publishes the spec there; the demo
+The GCS emulator holds the bucket; Cloud Build's own `push` step (with a stand-in `docker` that answers as the
+registry would) and `template-spec` step publish the spec there, naming the image by digest; the demo
 models are uploaded with the "folder" objects the Cloud Console makes; the real `gcloud dataflow flex-template
 run` launches the pattern through the Flex Template service stand-in (tools/flex_template_service.py), which runs
 main.py as the launcher does. Printed: the job, the launcher's command line and the SDK container of the job file.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -34,9 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "local-project"
 REGION = "us-central1"
 BUCKET = "local-tfx-inference"
-TAG = "local"
-# What cloudbuild.yaml pushes with its default _REPOSITORY and _IMAGE_NAME, in this project and region.
-IMAGE = f"{REGION}-docker.pkg.dev/{PROJECT}/tfx-inference/template:{TAG}"
+BUILD_ID = "00000000-0000-4000-8000-000000000000"
+# Where cloudbuild.yaml pushes with its default _REPOSITORY and _IMAGE_NAME, in this project and region, and the
+# digest the stand-in registry gives every push.
+REPOSITORY = f"{REGION}-docker.pkg.dev/{PROJECT}/tfx-inference/template"
+DIGEST = "sha256:" + hashlib.sha256(b"tfx-inference local build").hexdigest()
+IMAGE = f"{REPOSITORY}@{DIGEST}"
 SERVICE_ACCOUNT = f"tfx-inference-worker@{PROJECT}.iam.gserviceaccount.com"
 PATTERNS = ("predict", "postprocess", "keyed", "multi_parallel", "multi_sequence")
 
@@ -111,23 +116,24 @@ class LocalDataflow:
     def gcloud(self, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
         return subprocess.run(["gcloud", *args], env=self.gcloud_env, capture_output=True, text=True, timeout=timeout)
 
-    def publish_spec(self, tag: str = TAG, template: str = "tfx-inference") -> str:
-        """Cloud Build's template-spec step, run as Cloud Build runs it; returns the spec's gs:// path."""
-        substitutions = {"PROJECT_ID": PROJECT, "_BUCKET": self.bucket, "_TAG": tag, "_TEMPLATE_NAME": template}
-        command = cloud_build_step("template-spec", substitutions)
+    def publish_spec(self, template: str = "tfx-inference") -> str:
+        """Cloud Build's push and template-spec steps, run as Cloud Build runs them; returns the spec's gs:// path."""
+        substitutions = {
+            "PROJECT_ID": PROJECT,
+            "BUILD_ID": BUILD_ID,
+            "_BUCKET": self.bucket,
+            "_TEMPLATE_NAME": template,
+        }
         with tempfile.TemporaryDirectory(prefix="cloud-build-") as workspace:
-            # Cloud Build runs the step in a checkout of the repository, in an image without the project's packages.
+            # Cloud Build runs the steps in a checkout of the repository, in images without the project's packages.
             shutil.copytree(ROOT / "tools", Path(workspace) / "tools")
             shutil.copy(ROOT / "metadata.json", workspace)
-            done = subprocess.run(
-                command,
-                cwd=workspace,
-                env=step_environment(self.gcloud_env, Path(workspace)),
-                capture_output=True,
-                text=True,
-            )
-        if done.returncode != 0:
-            raise RuntimeError(f"the template-spec step failed:\n{done.stdout}{done.stderr}")
+            env = step_environment(self.gcloud_env, Path(workspace))
+            for step in ("push", "template-spec"):
+                command = cloud_build_step(step, substitutions)
+                done = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise RuntimeError(f"the {step} step failed:\n{done.stdout}{done.stderr}")
         return f"gs://{self.bucket}/templates/{template}.json"
 
     def upload_model(self, local: Path, prefix: str) -> None:
@@ -160,11 +166,35 @@ class LocalDataflow:
         )
 
 
+def registry_docker(bin_dir: Path, digest: str = DIGEST, calls: Path | None = None) -> Path:
+    """A `docker` for the push step, answering as the daemon does after a push to a registry that gave the
+    manifest `digest`: `push` prints the digest line, `inspect` lists the image's RepoDigests. With `calls`,
+    each argv is appended there as a JSON list."""
+    record = (
+        f"{sys.executable} -c 'import json, sys; print(json.dumps(sys.argv[1:]))' \"$@\" >> {calls}\n" if calls else ""
+    )
+    docker = bin_dir / "docker"
+    docker.write_text(
+        "#!/usr/bin/env bash\n"
+        f"{record}"
+        'image="${@: -1}"\n'
+        'case "$1" in\n'
+        f'  push) echo "${{image##*:}}: digest: {digest} size: 4321" ;;\n'
+        f'  inspect) echo "${{image%:*}}@{digest}" ;;\n'
+        '  *) echo "docker stand-in: no $1" >&2; exit 1 ;;\n'
+        "esac\n"
+    )
+    docker.chmod(0o755)
+    return docker
+
+
 def step_environment(gcloud_env: Mapping[str, str], workspace: Path) -> dict[str, str]:
-    """gcloud's environment with a `python3` that has only the standard library, as in the Cloud SDK image."""
-    bare = workspace / ".bare-python"
+    """gcloud's environment with a `python3` that has only the standard library, as in the Cloud SDK image, and
+    the registry's `docker` stand-in."""
+    bare = workspace / ".step-bin"
     bare.mkdir()
     (bare / "python3").symlink_to(Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}")
+    registry_docker(bare)
     return {**gcloud_env, "PATH": f"{bare}{os.pathsep}{gcloud_env.get('PATH', '')}"}
 
 

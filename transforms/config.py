@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from transforms.parameters import BIGQUERY_IDENTIFIERS, FEATURE_TYPES, SELECT_QUERY
+from transforms.progress import ProgressCounts
 
 SINGLE_MODEL_PATTERNS = ("predict", "postprocess", "keyed")
 MULTI_MODEL_PATTERNS = ("multi_parallel", "multi_sequence")
@@ -84,6 +85,9 @@ class InferenceConfig:
     output_table: str | None = None
     dead_letter_table: str | None = None
     window_seconds: int = 60
+    progress: str = "auto"
+    # Where a local run's live counts go (set by the run that shows them, never a parameter); None on Dataflow.
+    live_counts: ProgressCounts | None = None
 
     @property
     def requires_key(self) -> bool:
@@ -209,6 +213,7 @@ _AS_GIVEN = (
     "output_table",
     "dead_letter_table",
     "window_seconds",
+    "progress",
 )
 
 

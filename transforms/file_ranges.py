@@ -29,6 +29,7 @@ from transforms.csv_records import (
 )
 from transforms.dead_letters import dead_letter
 from transforms.file_records import UnreadableFile, lines, open_input, read_line, tfrecords
+from transforms.progress import BYTES_READ, ProgressCounts
 from transforms.records import RecordError, csv_fields
 
 # Beam's own text reading splits files into bundles of this size on Dataflow.
@@ -114,22 +115,37 @@ class _ChunkCsvFiles(beam.DoFn):
                 yield _Chunk(file.path, size, index, start, min(start + self._range_bytes, size))
 
 
-def _summarize(chunk: _Chunk) -> tuple[str, tuple[_Chunk, ChunkSummary]]:
-    with FileSystems.open(chunk.path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-        return chunk.path, (chunk, chunk_summary(stream, chunk.start, chunk.stop))
+def _summarize(chunk: _Chunk) -> tuple[str, tuple[_Chunk, ChunkSummary | None]]:
+    """A chunk's summary; None when the file cannot be read now (its reader will say why, as a dead letter)."""
+    try:
+        with FileSystems.open(chunk.path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            return chunk.path, (chunk, chunk_summary(stream, chunk.start, chunk.stop))
+    except (OSError, UnreadableFile):
+        return chunk.path, (chunk, None)
 
 
-def _anchored_ranges(file: tuple[str, Iterable[tuple[_Chunk, ChunkSummary]]]) -> Iterator:
-    """Each chunk's range from its first record start to the next chunk's: the summaries chained from byte 0."""
+def _anchored_ranges(file: tuple[str, Iterable[tuple[_Chunk, ChunkSummary | None]]]) -> list:
+    """Each chunk's range from its first record start to the next chunk's: the summaries chained from byte 0.
+
+    A file that could not be summarised is one range, read from its start by one worker.
+    """
     path, chunks = file
     chunks = sorted(chunks, key=lambda pair: pair[0].index)
-    entry = 0
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-        for chunk, summary in chunks:
-            leave = chunk_exit(stream, entry, summary)
-            if leave > entry:
-                yield FileMetadata(path, chunk.size), _CsvRange(entry, leave, entry)
-            entry = leave
+    metadata = FileMetadata(path, chunks[0][0].size)
+    whole = [(metadata, _CsvRange(0, metadata.size_in_bytes, 0))]
+    if any(summary is None for _, summary in chunks):
+        return whole
+    ranges, entry = [], 0
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            for _, summary in chunks:
+                leave = chunk_exit(stream, entry, summary)
+                if leave > entry:
+                    ranges.append((metadata, _CsvRange(entry, leave, entry)))
+                entry = leave
+    except (OSError, UnreadableFile):
+        return whole
+    return ranges
 
 
 class FileRangesOf(beam.PTransform):
@@ -210,6 +226,7 @@ class ReadFileRanges(beam.DoFn, FileRanges):
         header_file: str = "",
         names_format: bool = False,
         range_bytes: int = RANGE_BYTES,
+        progress: ProgressCounts | None = None,
     ):
         beam.DoFn.__init__(self)
         FileRanges.__init__(self, range_bytes)  # this DoFn is its own restriction provider
@@ -217,8 +234,9 @@ class ReadFileRanges(beam.DoFn, FileRanges):
         self._header = header
         self._header_file = header_file
         self._names_format = names_format
-        self._records_read = counters.counter(counters.RECORDS_READ)
+        self._records_read = counters.Count(counters.RECORDS_READ, progress)
         self._ranges_read = counters.counter(counters.INPUT_RANGES)
+        self._bytes_read = counters.Count(BYTES_READ, progress)
 
     def process(self, element: tuple[FileMetadata, OffsetRange], tracker=beam.DoFn.RestrictionParam()) -> Iterable:
         file = element[0]
@@ -233,6 +251,7 @@ class ReadFileRanges(beam.DoFn, FileRanges):
                 yield from self._read_whole(file.path)
             elif restriction.start == 0:
                 yield self._dead_letter(READ_STAGE, refusal, file.path)
+            self._bytes_read.inc(restriction.size())
         else:
             yield from self._read_range(file.path, restriction, tracker)
         tracker.try_claim(file.size_in_bytes)  # past every record start: the range holds nothing more
@@ -256,6 +275,7 @@ class ReadFileRanges(beam.DoFn, FileRanges):
                 for offset, record in self._text(stream, restriction):
                     if not tracker.try_claim(offset):
                         return
+                    self._bytes_read.inc(offset - max(claimed, restriction.start))
                     claimed = offset
                     if offset or self._kind != "csv":  # a CSV file's header is compared, not read
                         yield self._output(path, record)

@@ -10,6 +10,7 @@ INPUT_FORMATS = ("tfrecord", "csv", "jsonl")
 MESSAGE_FORMATS = ("json", "example")
 FEATURE_TYPES = ("float", "int", "bytes")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+PROGRESS_MODES = ("auto", "on", "off")
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
 _POSITIVE = r"^[1-9][0-9]*$"
@@ -255,6 +256,16 @@ PARAMETERS: tuple[Parameter, ...] = (
         "ENUM",
         default="WARNING",
         options=LOG_LEVELS,
+    ),
+    Parameter(
+        "progress",
+        "Progress of a local run",
+        "Local runs only (Dataflow's job page shows its counters): live counts on stderr while the run goes, "
+        "with the rate and, for files, the share read and an ETA. auto shows a live line on a terminal and a "
+        "plain line every 5 s otherwise (CI, | tee); on forces the live line; off shows nothing.",
+        "ENUM",
+        default="auto",
+        options=PROGRESS_MODES,
     ),
 )
 

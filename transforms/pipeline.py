@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -16,6 +20,7 @@ from transforms.config import InferenceConfig, ParameterError, config_from_args
 from transforms.models import serving_signature
 from transforms.parameters import build_parser
 from transforms.patterns import pattern_transform
+from transforms.progress import ProgressBoard, wait_until
 from transforms.runner import is_local, local_runner
 from transforms.sinks import LogUnwritable, write_dead_letters, write_results
 from transforms.sources import InputPlan, plan_input, source_transform
@@ -60,8 +65,12 @@ def build_pipeline(
     dead_letters | "WriteDeadLetters" >> write_dead_letters(config) | "Unwritable" >> LogUnwritable()
 
 
-def _wait_for_stop(result: PipelineResult) -> None:
-    """A local streaming run goes on until Ctrl-C or SIGTERM (or the pipeline fails); then it is cancelled."""
+def _wait_for_stop(result: PipelineResult, board: ProgressBoard | None) -> None:
+    """A local streaming run goes on until Ctrl-C or SIGTERM (or the pipeline fails); then it is cancelled.
+
+    With live counts, what is in flight is first given a few seconds to come out, so that the summary
+    counts what the sinks wrote by then, as the user saw it.
+    """
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -71,10 +80,29 @@ def _wait_for_stop(result: PipelineResult) -> None:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if board is not None and not PipelineState.is_terminal(result.state):
+        print("stopping: letting what is in flight come out (at most 5 s)", file=sys.stderr, flush=True)
+        wait_until(lambda: board.snapshot().settled and board.quiet_for() > 1.0, seconds=5)
     if not PipelineState.is_terminal(result.state):
         result.cancel()
     if result.state == PipelineState.FAILED:
         result.wait_until_finish()  # raises the pipeline's error
+
+
+# Seconds between the plain progress lines of a run whose stderr is not a terminal (default 5).
+PROGRESS_SECONDS = "TFX_INFERENCE_PROGRESS_SECONDS"
+
+
+def progress_board(config: InferenceConfig, options: PipelineOptions) -> ProgressBoard | None:
+    """The live counts of a local run, unless --progress=off; for files, their total size for the share read."""
+    if config.progress == "off" or not is_local(options):
+        return None
+    input_bytes = None
+    if config.input:
+        input_bytes = sum(m.size_in_bytes for m in FileSystems.match([config.input])[0].metadata_list)
+    live = config.progress == "on" or sys.stderr.isatty()
+    every = float(os.environ.get(PROGRESS_SECONDS, 5))
+    return ProgressBoard(input_bytes, sys.stderr, live=live, plain_every=every)
 
 
 def check_load_location(config: InferenceConfig, options: PipelineOptions) -> None:
@@ -117,18 +145,28 @@ def run(config: InferenceConfig, options: PipelineOptions) -> int:
     plan = plan_input(config) if config.input else None
     chain = chain_outputs(config)
     started = time.monotonic()
+    board = progress_board(config, options)
+    if board is not None:
+        config = replace(config, live_counts=board.counts())
     pipeline = beam.Pipeline(runner=local_runner(options), options=options)
     build_pipeline(pipeline, config, plan, chain)
-    result = pipeline.run()
-    if not is_local(options):
-        # Under the Flex Template launcher the job must be submitted and left to run: never wait here.
-        print(submitted_message(config, options, result))
-        return 0
-    if config.streaming:
-        print(f"pattern {config.pattern} streaming from {config.input_subscription}; Ctrl-C stops it", flush=True)
-        _wait_for_stop(result)
-    else:
-        result.wait_until_finish()
+    with board or contextlib.nullcontext():
+        result = pipeline.run()
+        if not is_local(options):
+            # Under the Flex Template launcher the job must be submitted and left to run: never wait here.
+            print(submitted_message(config, options, result))
+            return 0
+        if config.streaming:
+            print(f"pattern {config.pattern} streaming from {config.input_subscription}; Ctrl-C stops it", flush=True)
+            _wait_for_stop(result, board)
+        else:
+            result.wait_until_finish()
+        written = board.snapshot() if board is not None and config.streaming else None
     summary = summarize(result, [model.name for model in config.models])
-    print(summary_table(summary, config.pattern, time.monotonic() - started, config.streaming), flush=True)
+    if written is not None:
+        # The local streaming runner's metrics lag; the live counts are what the sinks handed on, as seen.
+        summary = replace(summary, records_read=written.records_read, rows_written=written.rows_written)
+        summary = replace(summary, dead_letters=written.dead_letters)
+    seconds = time.monotonic() - started
+    print(summary_table(summary, config.pattern, seconds, config.streaming, written is not None), flush=True)
     return 0 if summary.reconciled or config.streaming else 1

@@ -16,6 +16,7 @@ from transforms.config import InferenceConfig
 from transforms.dead_letters import DeadLetter, dead_letter_json
 from transforms.file_records import tfrecord_frames
 from transforms.inference import Pending
+from transforms.progress import ProgressCounts
 from transforms.rows import prediction_row, row_json
 from transforms.windowed_files import WriteWindowedFiles
 
@@ -49,17 +50,23 @@ class EncodeDeadLetter:
 class _EncodeAndCount(beam.DoFn):
     """A batch of results or dead letters in, the batch of their Encoded records out, each one counted."""
 
-    def __init__(self, encode: Callable[[Any], Encoded], counter_names: Callable[[Any], tuple[str, ...]]):
+    def __init__(
+        self,
+        encode: Callable[[Any], Encoded],
+        counter_names: Callable[[Any], tuple[str, ...]],
+        progress: ProgressCounts | None,
+    ):
         self._encode = encode
         self._counter_names = counter_names
-        self._counters = {}
+        self._progress = progress
+        self._counts = {}
 
     def process(self, batch: list):
         counts = Counter(name for element in batch for name in self._counter_names(element))
         for name, count in counts.items():
-            if name not in self._counters:
-                self._counters[name] = counters.counter(name)
-            self._counters[name].inc(count)
+            if name not in self._counts:
+                self._counts[name] = counters.Count(name, self._progress)
+            self._counts[name].inc(count)
         yield [self._encode(element) for element in batch]
 
 
@@ -153,6 +160,7 @@ def write_results(config: InferenceConfig) -> beam.PTransform:
         encode_prediction_log if predict else encode_row,
         _rows_written,
         _sinks(config.output, ".tfrecord" if predict else ".jsonl", config.output_topic, table),
+        config.live_counts,
     )
 
 
@@ -168,6 +176,7 @@ def write_dead_letters(config: InferenceConfig) -> beam.PTransform:
         EncodeDeadLetter(config.pattern),
         _dead_letter_counters,
         _sinks(config.dead_letter, ".jsonl", config.dead_letter_topic, table),
+        config.live_counts,
         one_each=True,
     )
 
@@ -178,9 +187,16 @@ class _EncodeCountWrite(beam.PTransform):
     With `one_each`, the elements are single records (dead letters, which are few) made batches of one.
     """
 
-    def __init__(self, encode, counter_names, sinks: list[beam.PTransform], one_each: bool = False):
+    def __init__(
+        self,
+        encode,
+        counter_names,
+        sinks: list[beam.PTransform],
+        progress: ProgressCounts | None,
+        one_each: bool = False,
+    ):
         super().__init__()
-        self._encode = _EncodeAndCount(encode, counter_names)
+        self._encode = _EncodeAndCount(encode, counter_names, progress)
         self._sinks = sinks
         self._one_each = one_each
 
@@ -188,15 +204,12 @@ class _EncodeCountWrite(beam.PTransform):
         if self._one_each:
             elements = elements | "OneEach" >> beam.Map(_one_each)
         encoded = elements | "Encode" >> beam.ParDo(self._encode)
-        refused = [
-            (
-                encoded | f"Unbatch {type(sink).__name__}" >> beam.FlatMap(list)
-                if isinstance(sink, WriteTableRows)
-                else encoded
-            )
-            | type(sink).__name__ >> sink
-            for sink in self._sinks
-        ]
+        refused = []
+        for sink in self._sinks:
+            batches = encoded
+            if isinstance(sink, WriteTableRows):  # a table takes a row at a time
+                batches = encoded | f"Rows {type(sink).__name__}" >> beam.FlatMap(list)
+            refused.append(batches | type(sink).__name__ >> sink)
         refused = [pcoll for pcoll in refused if isinstance(pcoll, beam.PCollection)]
         if not refused:
             return elements.pipeline | "NothingRefused" >> beam.Create([])

@@ -132,7 +132,7 @@ class _ParseRecords(beam.DoFn):
         self._key_field = config.key_field
         self._types = config.feature_types
         self._requires_key = config.requires_key
-        self._records_read = counters.counter(counters.RECORDS_READ)
+        self._records_read = counters.Count(counters.RECORDS_READ, config.live_counts)
 
     def process(self, batch: list) -> Iterable:
         self._records_read.inc(len(batch))
@@ -199,7 +199,9 @@ class ReadRecords(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
         plan = self._plan
-        read = ReadFileRanges(plan.format, plan.header, plan.header_file, plan.names_format, self._range_bytes)
+        read = ReadFileRanges(
+            plan.format, plan.header, plan.header_file, plan.names_format, self._range_bytes, self._config.live_counts
+        )
         raw, unreadable = (
             pbegin
             | "Pattern" >> beam.Create([plan.pattern])
