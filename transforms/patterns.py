@@ -72,8 +72,9 @@ class _Collected:
         self._model_name = model_name
 
     def __call__(self, batch: list[tuple[Pending, dict]]) -> list[Pending]:
+        name = self._model_name
         return [
-            pending._replace(predictions=(*pending.predictions, ModelPrediction(self._model_name, outputs)))
+            Pending(pending.record, (*pending.predictions, ModelPrediction(name, outputs)), pending.example)
             for pending, outputs in batch
         ]
 
