@@ -33,7 +33,7 @@ class Pending(NamedTuple):
 
 
 class InferenceFailure(Exception):
-    """The model raised on this one example (found by re-running its failed batch one example at a time)."""
+    """The model raised on this one example (found by halving its failed batch until the example stood alone)."""
 
 
 class _DelegatingModelHandler(ModelHandler):

@@ -228,8 +228,8 @@ class ReadPubSubRecords(beam.PTransform):
     """Batches of Records from a Pub/Sub subscription (an unbounded source: the pipeline streams), dead letters.
 
     Records are windowed by publish time into --window_seconds windows and batched within a window (a batch
-    goes out at the end of each bundle, never waiting for its window to close), and file
-    sinks write one set of files per window. Topics and tables get each row as soon as it is made.
+    goes out at the end of each bundle, never waiting for its window to close), and file sinks write one set
+    of files per window. Topics and tables get each row as soon as it is made.
     """
 
     def __init__(self, config: InferenceConfig):
