@@ -171,6 +171,9 @@ class _SplitFailures(beam.DoFn):
         self._model_name = model_name
 
     def process(self, batch: list[tuple[Pending, Any]]) -> Iterable[Any]:
+        if not any(isinstance(result, InferenceFailure) for _, result in batch):
+            yield batch  # the usual case: the model answered for every example of the batch
+            return
         predictions = []
         for pending, result in batch:
             if isinstance(result, InferenceFailure):
