@@ -115,3 +115,48 @@ def test_bigquery_sources_and_sinks():
     delete = ["--pattern=keyed", "--model_uris=a", "--input_query=DELETE FROM d.t WHERE true", "--temp_dataset=d"]
     with pytest.raises(ParameterError, match="must be one SELECT"):
         config_from_args(parser.parse_args([*delete, "--output=o"]))
+
+
+def query_config(query: str):
+    argv = ["--pattern=keyed", "--model_uris=a", f"--input_query={query}", "--temp_dataset=my-project:scratch"]
+    return config_from_args(build_parser().parse_args([*argv, "--output=out/x"]))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT key, x FROM `my-project.d.t`",
+        "  select *\nfrom d.t where x > 0;",
+        "WITH a AS (SELECT 1 AS x) SELECT 'k' AS key, x FROM a",
+        "-- the devices; all of them\nSELECT key, x FROM d.t /* ; DELETE FROM d.t */",
+        "SELECT 'a;b' AS key, x FROM d.t WHERE name != \"DROP TABLE d.t; --\"",
+        "SELECT key, x FROM d.t UNION ALL SELECT key, x FROM d.u",
+        "(SELECT key, x FROM d.t)",
+    ],
+)
+def test_input_query_accepts_one_select_read_as_googlesql(query):
+    assert query_config(query).input_query == query, "the query runs exactly as given"
+
+
+@pytest.mark.parametrize(
+    ("query", "holds"),
+    [
+        ("SELECT 1 AS x; DELETE FROM inference.predictions WHERE true", "2 statement(s): SELECT, DELETE"),
+        ("SELECT 'a;' AS x; DROP TABLE d.t", "2 statement(s): SELECT, DROP"),
+        ("DELETE FROM d.t WHERE true", "1 statement(s): DELETE"),
+        ("WITH a AS (SELECT 1) DELETE FROM d.t WHERE true", "1 statement(s): DELETE"),
+        ("INSERT INTO d.t SELECT 1", "1 statement(s): INSERT"),
+        ("EXPORT DATA OPTIONS(uri='gs://b/*', format='CSV') AS SELECT 1", "1 statement(s): EXPORT"),
+        ("DECLARE x INT64; SELECT x", "2 statement(s): DECLARE, SELECT"),
+        ("-- nothing but a comment", "0 statement(s): none"),
+    ],
+)
+def test_input_query_refuses_anything_but_one_select(query, holds):
+    with pytest.raises(ParameterError, match="must be one SELECT") as refused:
+        query_config(query)
+    assert holds in str(refused.value)
+
+
+def test_input_query_that_does_not_parse_names_where():
+    with pytest.raises(ParameterError, match=r"not valid GoogleSQL: Expected table name \(line 1, column 13\)"):
+        query_config("SELECT * FROM")

@@ -15,6 +15,13 @@ from transforms.examples import decode_example, encode_example
 pytestmark = pytest.mark.slow
 
 
+def read_prediction_logs(prefix: str) -> list[prediction_log_pb2.PredictionLog]:
+    return [
+        prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        for record in tf.data.TFRecordDataset(tf.io.gfile.glob(f"{prefix}-*.tfrecord"))
+    ]
+
+
 def _y(row: dict, index: int = 0) -> float:
     return row["predictions"][index]["outputs"]["y"][0]
 
@@ -24,10 +31,7 @@ def test_predict_writes_prediction_logs(run_main, demo_models, demo_data, tmp_pa
         "--pattern=predict", f"--model_uris={demo_models['multiply_by_5']}", f"--input={demo_data}/numbers.tfrecord"
     )
     assert run.returncode == 0, run.stderr
-    logs = [
-        prediction_log_pb2.PredictionLog.FromString(record.numpy())
-        for record in tf.data.TFRecordDataset(tf.io.gfile.glob(f"{run.output}-*.tfrecord"))
-    ]
+    logs = read_prediction_logs(run.output)
     assert len(logs) == 100
     for log in logs:
         example = decode_example(log.predict_log.request.inputs["examples"].string_val[0])
@@ -145,7 +149,17 @@ def test_each_pattern_runs_on_two_worker_processes(run_main, models_for, demo_da
     )
     assert run.returncode == 0, run.stderr
     assert "rows written             100" in run.stdout
+    loads = {
+        line.split()[0]: int(line.split()[6]) for line in run.stdout.splitlines() if line.startswith("  multiply_")
+    }
+    expected = {uri.rsplit("/", 1)[-1]: 2 for uri in models.split(",")}
+    assert loads == expected, "each of the 2 worker processes loads each model once"
     if pattern == "predict":
+        logs = read_prediction_logs(run.output)
+        assert len(logs) == 100
+        for log in logs:
+            x = decode_example(log.predict_log.request.inputs["examples"].string_val[0])["x"]
+            assert_close(log.predict_log.response.outputs["y"].float_val[0], 5 * x)
         return
     rows = run.rows()
     assert sorted(row["key"] for row in rows) == [f"device-{i:03d}" for i in range(100)]
@@ -190,6 +204,15 @@ def test_batch_sizes_are_honoured(run_main, demo_models, demo_data):
             "neither a local path nor a gs:// URI",
         ),
         (["--pattern=keyed", "--model_uris=MODEL5", "--input=DATA/numbers.csv", "--max_batch_size=0"], "batch sizes"),
+        (
+            [
+                "--pattern=keyed",
+                "--model_uris=MODEL5",
+                "--input_query=SELECT 1 AS x; DELETE FROM d.t WHERE true",
+                "--temp_dataset=d",
+            ],
+            "must be one SELECT (or WITH ... SELECT) query and nothing else; it holds 2 statement(s): SELECT, DELETE",
+        ),
     ],
 )
 def test_bad_parameters_fail_before_the_pipeline_runs(

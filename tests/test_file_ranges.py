@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from transforms import counters
 from transforms.config import config_from_args
 from transforms.csv_records import csv_records
-from transforms.file_ranges import ReadFileRanges, _CsvRange
+from transforms.file_ranges import ReadFileRanges, _anchored_ranges, _Chunk, _CsvRange, _summarize, ranges_offered
 from transforms.file_records import lines
 from transforms.parameters import build_parser
 from transforms.records import csv_fields, parse_record
@@ -149,3 +149,19 @@ def test_a_file_named_as_another_format_than_the_names_gave_is_one_read_dead_let
     )
     assert letter.tag == "dead_letters" and letter.value.stage == "read"
     assert "late.jsonl is named as a jsonl file, but --input is read as csv" in letter.value.message
+
+
+def test_a_gigabyte_of_text_is_offered_as_sixteen_ranges_and_a_compressed_file_as_one():
+    assert ranges_offered("big.csv", 1 << 30, "csv") == 16
+    assert ranges_offered("big.jsonl", 1 << 30, "jsonl") == 16
+    assert ranges_offered("big.csv.gz", 1 << 30, "csv") == 1
+    assert ranges_offered("big.tfrecord", 1 << 30, "tfrecord") == 1
+    assert ranges_offered("small.csv", 1000, "csv") == 1
+
+
+def test_a_file_that_cannot_be_summarised_is_read_whole_by_one_reader(tmp_path):
+    """Gone between the match and the summaries: one range, whose reader then says what is wrong."""
+    missing = str(tmp_path / "gone.csv")
+    chunks = [(_Chunk(missing, 300, i, 100 * i, 100 * (i + 1)), None) for i in range(3)]
+    assert _anchored_ranges((missing, chunks)) == [(FileMetadata(missing, 300), _CsvRange(0, 300, 0))]
+    assert _summarize(chunks[1][0]) == (missing, (chunks[1][0], None))

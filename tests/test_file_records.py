@@ -152,3 +152,29 @@ def test_a_cut_compressed_file_is_unreadable_after_its_good_records(tmp_path, su
         assert "end-of-stream marker" in str(error)
     if cut == "trailer":
         assert len(read) >= len(LINES) - 1
+
+
+def _decodes_before_damage(data: bytes, wbits: int) -> bytes:
+    """What zlib itself decodes of `data` before its first bad byte, one byte at a time."""
+    decompressor, decoded = zlib.decompressobj(wbits), []
+    for i in range(len(data)):
+        try:
+            decoded.append(decompressor.decompress(data[i : i + 1]))
+        except zlib.error:
+            break
+    return b"".join(decoded)
+
+
+@pytest.mark.parametrize(("suffix", "wbits"), [("gz", 16 + zlib.MAX_WBITS), ("deflate", zlib.MAX_WBITS)])
+def test_corrupt_bytes_mid_file_keep_every_line_that_decodes_before_them(tmp_path, suffix, wbits):
+    path, data, _ = _compressed_file(tmp_path, suffix)
+    damaged = bytearray(data)
+    damaged[len(data) // 2 : len(data) // 2 + 8] = b"\xff" * 8
+    with open(path, "wb") as f:
+        f.write(damaged)
+    read, error = _read_until_damage(path)
+    assert error is not None and "corrupt" in str(error)
+    decodable = _decodes_before_damage(bytes(damaged), wbits)
+    assert read == decodable.split(b"\n")[: decodable.count(b"\n")], "every line zlib decodes, none after"
+    before = zlib.decompressobj(wbits).decompress(data[: len(data) // 2]).count(b"\n")
+    assert before > len(LINES) // 3 and read[:before] == LINES[:before], "the lines before the damage are intact"

@@ -79,9 +79,21 @@ def test_a_missing_gs_model_fails_before_the_pipeline(run_main, gcs, bucket):
     assert f"model gs://{bucket}/models/nothing_here has no readable saved_model.pb" in run.stderr
 
 
-def test_staging_downloads_once_for_concurrent_loaders_and_verifies(gcs, bucket, tmp_path):
+def test_staging_downloads_once_for_concurrent_loaders_and_verifies(gcs, bucket, tmp_path, monkeypatch):
+    from apache_beam.io.filesystems import FileSystems
+
     uri = f"gs://{bucket}/models/multiply_by_10"
     local = str(tmp_path / "cache" / "m10")
+    opened, open_object = [], FileSystems.open
+
+    def counted_open(path, **kwargs):
+        opened.append(path)
+        return open_object(path, **kwargs)
+
+    def downloads() -> int:
+        return opened.count(f"{uri}/saved_model.pb")
+
+    monkeypatch.setattr(FileSystems, "open", counted_open)
     results = []
     threads = [threading.Thread(target=lambda: results.append(stage_model(uri, local))) for _ in range(4)]
     for thread in threads:
@@ -89,6 +101,8 @@ def test_staging_downloads_once_for_concurrent_loaders_and_verifies(gcs, bucket,
     for thread in threads:
         thread.join()
     assert results == [local] * 4
+    assert downloads() == 1, "four loaders starting together download the model once"
+    assert stage_model(uri, local) == local and downloads() == 1, "a verified copy is used as it is"
     assert sorted(os.listdir(tmp_path / "cache")) == ["m10", "m10.lock"], "one copy, no leftover staging folders"
     with open(os.path.join(local, MANIFEST)) as f:
         manifest = json.load(f)
@@ -99,6 +113,7 @@ def test_staging_downloads_once_for_concurrent_loaders_and_verifies(gcs, bucket,
     stage_model(uri, local)
     with open(variables, "rb") as f:
         assert not f.read().startswith(b"\x00corrupt"), "a copy that fails verification is downloaded again"
+    assert downloads() == 2
 
 
 def test_local_models_are_used_in_place():

@@ -4,8 +4,10 @@ keys intact, record ids carried, and a clean stop with the counts reconciled."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,66 @@ def wait_for_records(pattern: str, count: int, read, seconds: float = 120) -> li
         time.sleep(1)
         records = [record for path in sorted(Path("/").glob(pattern.lstrip("/"))) for record in read(path)]
     return records
+
+
+def window_of(seconds: float, length: int) -> tuple[str, str]:
+    """The (start, end) of the fixed window holding `seconds`, as the file names write them."""
+    start = int(seconds // length) * length
+    return tuple(datetime.fromtimestamp(t, UTC).replace(tzinfo=None).isoformat() for t in (start, start + length))
+
+
+def publish_in_one_window(pubsub, topic: str, name: str, length: int) -> tuple[tuple[str, str], set[str]]:
+    """4 good records and a bad one, published early in the next window; that window, and the keys."""
+    time.sleep(length - time.time() % length + 0.2)
+    started = time.time()
+    keys = {f"{name}-{i}" for i in range(4)}
+    for key in sorted(keys):
+        pubsub.publish(topic, json.dumps({"key": key, "x": float(key[-1])}).encode())
+    pubsub.publish(topic, json.dumps({"key": f"{name}-bad", "x": "ten"}).encode())
+    window = window_of(started, length)
+    assert window_of(time.time(), length) == window, "published within one window"
+    return window, keys
+
+
+def records_by_window(prefix: Path, suffix: str) -> dict[tuple[str, str], list[dict]]:
+    """The JSON records of the windowed files under `prefix`, by the window their file name gives."""
+    by_window: dict[tuple[str, str], list[dict]] = {}
+    for path in prefix.parent.glob(f"{prefix.name}-*{suffix}"):
+        start, end = re.fullmatch(
+            rf"{prefix.name}-(\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d)-(\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d)-00000-of-00001{suffix}",
+            path.name,
+        ).groups()
+        by_window.setdefault((start, end), []).extend(json.loads(line) for line in read_lines(path))
+    return by_window
+
+
+def test_each_window_files_hold_the_records_published_in_it(pubsub, start_main, models_for, tmp_path):
+    length = 4
+    topic, subscription = pubsub.topic_with_subscription("two-windows")
+    first, first_keys = publish_in_one_window(pubsub, topic, "early", length)
+    second, second_keys = publish_in_one_window(pubsub, topic, "late", length)
+    output, dead_letter = tmp_path / "out" / "rows", tmp_path / "out" / "dead"
+    process = start_main(
+        "--pattern=keyed",
+        f"--model_uris={models_for('keyed')}",
+        f"--input_subscription={subscription}",
+        f"--output={output}",
+        f"--dead_letter={dead_letter}",
+        f"--window_seconds={length}",
+        env=pubsub.env,
+    )
+    wait_for_records(f"{output}-*.jsonl", 8, read_lines)
+    wait_for_records(f"{dead_letter}-*.jsonl", 2, read_lines)
+    stop(process)
+    rows = records_by_window(output, ".jsonl")
+    assert {window: sorted(row["key"] for row in found) for window, found in rows.items()} == {
+        first: sorted(first_keys),
+        second: sorted(second_keys),
+    }, "each window's files hold exactly the rows published in it"
+    letters = records_by_window(dead_letter, ".jsonl")
+    assert {window: [d["key"] for d in found] for window, found in letters.items()} == {
+        first: ["early-bad"],
+        second: ["late-bad"],
+    }
+    for row in rows[first] + rows[second]:
+        assert_close(row["predictions"][0]["outputs"]["y"][0], 5 * row["input"]["x"])

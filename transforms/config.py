@@ -8,7 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from transforms.parameters import BIGQUERY_IDENTIFIERS, FEATURE_TYPES, SELECT_QUERY
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from transforms.parameters import BIGQUERY_IDENTIFIERS, FEATURE_TYPES
 from transforms.progress import ProgressCounts
 
 SINGLE_MODEL_PATTERNS = ("predict", "postprocess", "keyed")
@@ -133,6 +137,28 @@ def models_from_args(pattern: str, model_uris: str, model_names: str | None) -> 
     return tuple(ModelSpec(uri, name) for uri, name in zip(uris, names, strict=True))
 
 
+def check_select_query(query: str) -> None:
+    """Refuse anything but one GoogleSQL query statement (SELECT, WITH ... SELECT, set operations).
+
+    A prefix regex would pass `SELECT 1; DELETE FROM t WHERE true`, a script BigQuery runs whole: the query is
+    parsed as GoogleSQL instead, so comments, quoted `;` and WITH clauses are read as BigQuery reads them.
+    """
+    try:
+        statements = [s for s in sqlglot.parse(query, read="bigquery") if s is not None]
+    except ParseError as error:
+        first = error.errors[0]
+        what = first["description"].split(" but got <Token")[0]  # the token's repr says nothing to a user
+        raise ParameterError(
+            f"--input_query is not valid GoogleSQL: {what} (line {first['line']}, column {first['col']})"
+        ) from None
+    kinds = [type(statement).__name__.upper() for statement in statements]
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+        raise ParameterError(
+            "--input_query must be one SELECT (or WITH ... SELECT) query and nothing else; "
+            f"it holds {len(statements)} statement(s): {', '.join(kinds) or 'none'}"
+        )
+
+
 _SOURCES = ("input", "input_table", "input_query", "input_subscription")
 _DEAD_LETTER_SINKS = ("dead_letter", "dead_letter_topic", "dead_letter_table")
 
@@ -179,8 +205,8 @@ def _check_sources_and_sinks(args: argparse.Namespace) -> None:
                 f"--{name}={value} is not a BigQuery {kind} name of the form {form}: PROJECT a project id, "
                 "DATASET letters, digits and underscores, TABLE those and dashes"
             )
-    if args.input_query and not re.fullmatch(SELECT_QUERY, args.input_query):
-        raise ParameterError("--input_query must be one SELECT (or WITH ... SELECT) query; nothing else is run")
+    if args.input_query:
+        check_select_query(args.input_query)
     if args.temp_dataset and not args.input_query:
         raise ParameterError("--temp_dataset is only used by --input_query; leave it out")
     if args.output_table and args.pattern == "predict":

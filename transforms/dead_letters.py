@@ -34,23 +34,27 @@ def record_dead_letter(stage: str, error: BaseException, record: Record, model: 
 
 
 def dead_letter_json(letter: DeadLetter, pattern: str) -> str:
-    """One JSON Lines row; the raw input is text when it is UTF-8, base64 otherwise."""
+    """One JSON Lines row, always encodable as UTF-8; the raw input is text when it is UTF-8, base64 otherwise."""
     try:
         raw, encoding = letter.raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         raw, encoding = base64.b64encode(letter.raw).decode("ascii"), "base64"
-    return json.dumps(
-        {
-            "stage": letter.stage,
-            "error": letter.error,
-            "message": letter.message,
-            "pattern": pattern,
-            "model": letter.model,
-            "key": letter.key,
-            "source": letter.source,
-            "raw": raw,
-            "raw_encoding": encoding,
-            "timestamp": datetime.fromtimestamp(letter.timestamp, UTC).isoformat(),
-        },
-        ensure_ascii=False,
-    )
+    fields = {
+        "stage": letter.stage,
+        "error": letter.error,
+        "message": letter.message,
+        "pattern": pattern,
+        "model": letter.model,
+        "key": letter.key,
+        "source": letter.source,
+        "raw": raw,
+        "raw_encoding": encoding,
+        "timestamp": datetime.fromtimestamp(letter.timestamp, UTC).isoformat(),
+    }
+    text = json.dumps(fields, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (a key or value read from a JSON \ud800 escape) has no UTF-8 form: escape it again.
+        text = json.dumps(fields)
+    return text

@@ -148,6 +148,16 @@ def _anchored_ranges(file: tuple[str, Iterable[tuple[_Chunk, ChunkSummary | None
     return ranges
 
 
+def ranges_offered(path: str, size: int, kind: str, range_bytes: int = RANGE_BYTES) -> int:
+    """How many byte ranges a file is read in before any dynamic split (Dataflow may split running ones)."""
+    file = FileMetadata(path, size)
+    elements = list(_ChunkCsvFiles(kind, range_bytes).process(file))
+    if len(elements) > 1:
+        return len(elements)  # CSV chunks, each read as one range
+    _, restriction = elements[0].value
+    return sum(1 for _ in FileRanges(range_bytes).split(None, restriction))
+
+
 class FileRangesOf(beam.PTransform):
     """Matched files as (file, byte range) elements for ReadFileRanges to read and split further.
 

@@ -45,11 +45,30 @@ class UnreadableFile(Exception):
         self.offset = offset
 
 
+_ZLIB = type(zlib.decompressobj())
+
+
+def _decodable_prefix(decompressor, data: bytes) -> bytes:
+    """What a zlib stream decodes to before its first corrupt byte, fed one byte at a time from a saved state.
+
+    Only on damage: so that the records before it are kept even when they share a chunk with it.
+    """
+    decoded = []
+    for i in range(len(data)):
+        try:
+            decoded.append(decompressor.decompress(data[i : i + 1]))
+        except zlib.error:
+            break
+    return b"".join(decoded)
+
+
 class _CheckedDecompression(io.RawIOBase):
     """The decompressed bytes of a compressed stream, which must end with a complete end-of-stream marker.
 
     Concatenated streams (several gzip members, bzip2 or zstd frames) are read one after another, as
     gzip and Beam read them; a gzip file's trailing zero padding is allowed, as Python's gzip allows it.
+    On corrupt data, gzip and deflate streams give everything that decodes before the damage; bzip2, xz and
+    zstd lose what their damaged compression block and the chunk read with it would have held.
     """
 
     def __init__(self, compressed: BinaryIO, compression: str):
@@ -61,6 +80,7 @@ class _CheckedDecompression(io.RawIOBase):
         self._input = b""  # compressed bytes read but not yet given to a decompressor
         self._output = memoryview(b"")  # decompressed bytes not yet returned
         self._position = 0  # decompressed bytes returned so far
+        self._damage: UnreadableFile | None = None  # raised once what decoded before it has been read
 
     def readable(self) -> bool:
         return True
@@ -71,6 +91,8 @@ class _CheckedDecompression(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         while not self._output:
+            if self._damage is not None:
+                raise self._damage
             data = self._input or self._compressed.read(_CHUNK)
             self._input = b""
             if not data:
@@ -87,10 +109,16 @@ class _CheckedDecompression(io.RawIOBase):
                     if not data:
                         continue
                 self._decompressor = self._new_decompressor()
+            before = self._decompressor.copy() if isinstance(self._decompressor, _ZLIB) else None
             try:
                 self._output = memoryview(self._decompressor.decompress(data))
             except _CORRUPT as error:
-                raise UnreadableFile(f"corrupt {self._compression} data: {error}", self._position) from None
+                salvaged = _decodable_prefix(before, data) if before is not None else b""
+                self._output = memoryview(salvaged)
+                self._damage = UnreadableFile(
+                    f"corrupt {self._compression} data: {error}", self._position + len(salvaged)
+                )
+                continue
             if self._decompressor.eof:
                 self._input, self._decompressor = self._decompressor.unused_data, None
         size = min(len(buffer), len(self._output))

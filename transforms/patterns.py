@@ -33,7 +33,14 @@ class ChainedExample:
         previous = pending.predictions[-1]
         if self.output not in previous.outputs:
             raise ValueError(f"model {previous.model} returned no output {self.output!r} to chain")
-        return encode_example({**pending.record.features, self.feature: previous.outputs[self.output]})
+        values = previous.outputs[self.output]
+        try:
+            return encode_example({**pending.record.features, self.feature: values})
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"output {self.output!r} of model {previous.model} ({str(values)[:80]}) cannot be feature "
+                f"{self.feature!r} of a tf.train.Example: {error}"
+            ) from None
 
 
 class _ModelInput(beam.DoFn):

@@ -13,12 +13,14 @@ from apache_beam.io.gcp.pubsub import PubsubMessage
 from transforms import counters
 from transforms.bigquery import WriteTableRows, dead_letter_table_row, prediction_table_row
 from transforms.config import InferenceConfig
-from transforms.dead_letters import DeadLetter, dead_letter_json
+from transforms.dead_letters import DeadLetter, dead_letter_json, record_dead_letter
 from transforms.file_records import tfrecord_frames
-from transforms.inference import Pending
+from transforms.inference import DEAD_LETTERS, Pending
 from transforms.progress import ProgressCounts
 from transforms.rows import prediction_row, row_json
 from transforms.windowed_files import WriteWindowedFiles
+
+POSTPROCESS_STAGE = "postprocess"
 
 
 class Encoded(NamedTuple):
@@ -39,6 +41,16 @@ def encode_prediction_log(element: tuple[Pending, Any]) -> Encoded:
     return Encoded(log.SerializeToString(), pending.record.id, pending.record.key)
 
 
+def unencodable_row(element: Pending | tuple[Pending, Any], error: Exception) -> DeadLetter:
+    """A result that cannot become a row (e.g. a key JSON cannot hold) is a `postprocess` dead letter."""
+    pending = element if isinstance(element, Pending) else element[0]
+    return record_dead_letter(POSTPROCESS_STAGE, error, pending.record)
+
+
+def unencodable_dead_letter(letter: DeadLetter, error: Exception) -> DeadLetter:
+    return letter._replace(message=f"{letter.message}; and it could not be encoded: {error}")
+
+
 class EncodeDeadLetter:
     def __init__(self, pattern: str):
         self._pattern = pattern
@@ -48,26 +60,39 @@ class EncodeDeadLetter:
 
 
 class _EncodeAndCount(beam.DoFn):
-    """A batch of results or dead letters in, the batch of their Encoded records out, each one counted."""
+    """A batch of results or dead letters in, the batch of their Encoded records out, each one counted.
+
+    An element that cannot be encoded goes out as a dead letter, uncounted; its batch-mates are written.
+    """
 
     def __init__(
         self,
         encode: Callable[[Any], Encoded],
         counter_names: Callable[[Any], tuple[str, ...]],
+        unencodable: Callable[[Any, Exception], DeadLetter],
         progress: ProgressCounts | None,
     ):
         self._encode = encode
         self._counter_names = counter_names
+        self._unencodable = unencodable
         self._progress = progress
         self._counts = {}
 
     def process(self, batch: list):
-        counts = Counter(name for element in batch for name in self._counter_names(element))
-        for name, count in counts.items():
+        encoded, counted = [], []
+        for element in batch:
+            try:
+                encoded.append(self._encode(element))
+            except Exception as error:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._unencodable(element, error))
+                continue
+            counted.append(element)
+        for name, count in Counter(name for element in counted for name in self._counter_names(element)).items():
             if name not in self._counts:
                 self._counts[name] = counters.Count(name, self._progress)
             self._counts[name].inc(count)
-        yield [self._encode(element) for element in batch]
+        if encoded:
+            yield encoded
 
 
 def _rows_written(_: Any) -> tuple[str, ...]:
@@ -95,8 +120,22 @@ def _one_each(element: Any) -> list:
     return [element]
 
 
-def _pubsub_message(encoded: Encoded) -> PubsubMessage:
-    attributes = {name: value for name, value in (("record_id", encoded.record_id), ("key", encoded.key)) if value}
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which a JSON \u escape can carry
+        return False
+    return True
+
+
+def pubsub_message(encoded: Encoded) -> PubsubMessage:
+    """The Pub/Sub message of an encoded record: its payload, with attributes record_id and key."""
+    # An attribute must be UTF-8; a key that is not stays escaped in the payload's JSON.
+    attributes = {
+        name: value
+        for name, value in (("record_id", encoded.record_id), ("key", encoded.key))
+        if value and _is_utf8(value)
+    }
     return PubsubMessage(encoded.payload, attributes)
 
 
@@ -138,7 +177,7 @@ class Publish(beam.PTransform):
         (
             batches
             | "Unbatch" >> beam.FlatMap(list)
-            | "ToMessage" >> beam.Map(_pubsub_message)
+            | "ToMessage" >> beam.Map(pubsub_message)
             | "Publish" >> beam.io.WriteToPubSub(self._topic, with_attributes=True)
         )
 
@@ -150,7 +189,8 @@ def _sinks(prefix: str | None, suffix: str, topic: str | None, table: WriteTable
 def write_results(config: InferenceConfig) -> beam.PTransform:
     """Batches of rows (PredictionLogs for predict) to --output, --output_topic and/or --output_table, counted.
 
-    Returns the dead letters of rows that a streaming insert into --output_table refused.
+    Returns the dead letters of results that could not be encoded as a row, and of rows that a streaming insert
+    into --output_table refused.
     """
     predict = config.pattern == "predict"
     table = config.output_table and WriteTableRows(
@@ -159,6 +199,7 @@ def write_results(config: InferenceConfig) -> beam.PTransform:
     return _EncodeCountWrite(
         encode_prediction_log if predict else encode_row,
         _rows_written,
+        unencodable_row,
         _sinks(config.output, ".tfrecord" if predict else ".jsonl", config.output_topic, table),
         config.live_counts,
     )
@@ -167,7 +208,7 @@ def write_results(config: InferenceConfig) -> beam.PTransform:
 def write_dead_letters(config: InferenceConfig) -> beam.PTransform:
     """Dead letters as JSON to --dead_letter files, --dead_letter_topic or --dead_letter_table, counted by stage.
 
-    Returns the dead letters that a streaming insert into --dead_letter_table refused.
+    Returns the dead letters that could not be encoded or that a streaming insert into --dead_letter_table refused.
     """
     table = config.dead_letter_table and WriteTableRows(
         config.dead_letter_table, "dead_letters", dead_letter_table_row, None
@@ -175,6 +216,7 @@ def write_dead_letters(config: InferenceConfig) -> beam.PTransform:
     return _EncodeCountWrite(
         EncodeDeadLetter(config.pattern),
         _dead_letter_counters,
+        unencodable_dead_letter,
         _sinks(config.dead_letter, ".jsonl", config.dead_letter_topic, table),
         config.live_counts,
         one_each=True,
@@ -191,19 +233,22 @@ class _EncodeCountWrite(beam.PTransform):
         self,
         encode,
         counter_names,
+        unencodable,
         sinks: list[beam.PTransform],
         progress: ProgressCounts | None,
         one_each: bool = False,
     ):
         super().__init__()
-        self._encode = _EncodeAndCount(encode, counter_names, progress)
+        self._encode = _EncodeAndCount(encode, counter_names, unencodable, progress)
         self._sinks = sinks
         self._one_each = one_each
 
     def expand(self, elements: beam.PCollection) -> beam.PCollection:
         if self._one_each:
             elements = elements | "OneEach" >> beam.Map(_one_each)
-        encoded = elements | "Encode" >> beam.ParDo(self._encode)
+        encoded, unencodable = elements | "Encode" >> beam.ParDo(self._encode).with_outputs(
+            DEAD_LETTERS, main="encoded"
+        )
         refused = []
         for sink in self._sinks:
             batches = encoded
@@ -211,9 +256,7 @@ class _EncodeCountWrite(beam.PTransform):
                 batches = encoded | f"Rows {type(sink).__name__}" >> beam.FlatMap(list)
             refused.append(batches | type(sink).__name__ >> sink)
         refused = [pcoll for pcoll in refused if isinstance(pcoll, beam.PCollection)]
-        if not refused:
-            return elements.pipeline | "NothingRefused" >> beam.Create([])
-        return refused | "Refused" >> beam.Flatten()
+        return [unencodable, *refused] | "Refused" >> beam.Flatten()
 
 
 class _LogUnwritable(beam.DoFn):

@@ -33,6 +33,7 @@ class RunSummary:
     dead_letters: int
     dead_letters_by_stage: dict[str, int] = field(default_factory=dict)
     models: dict[str, ModelMetrics] = field(default_factory=dict)
+    dead_letters_unwritable: int = 0
 
     @property
     def reconciled(self) -> bool:
@@ -88,6 +89,7 @@ def summarize(result: PipelineResult, model_names: list[str]) -> RunSummary:
         dead_letters=counts[(counters.NAMESPACE, counters.DEAD_LETTERS)],
         dead_letters_by_stage=by_stage,
         models=models,
+        dead_letters_unwritable=counts[(counters.NAMESPACE, counters.DEAD_LETTERS_UNWRITABLE)],
     )
 
 
@@ -103,6 +105,9 @@ def summary_table(
         f"  rows written      {summary.rows_written:>10}",
         f"  dead letters      {summary.dead_letters:>10}" + (f"  ({stages})" if stages else ""),
     ]
+    if summary.dead_letters_unwritable:
+        unwritable = summary.dead_letters_unwritable
+        lines.append(f"  of which unwritable {unwritable:>8}  (the dead-letter sink refused them: logged at ERROR)")
     in_flight = summary.records_read - summary.rows_written - summary.dead_letters
     if summary.reconciled:
         lines.append("  reconciled               yes")
