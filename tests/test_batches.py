@@ -124,3 +124,21 @@ def test_a_batch_of_rows_is_written_as_one_line_per_record_and_counted_once_each
     assert sorted(json.loads(line)["key"] for line in lines) == [f"k{i}" for i in range(9)]
     written = result.metrics().query(beam.metrics.MetricsFilter().with_name(counters.ROWS_WRITTEN))["counters"]
     assert sum(c.committed for c in written) == 9
+
+
+def test_a_row_that_cannot_be_encoded_is_one_dead_letter_and_its_batch_mates_are_written(tmp_path):
+    config = batch_config(tmp_path)
+    batch = [Pending(Record(f"id{i}", f"k{i}", {"x": float(i)}, b"raw%d" % i, "src")) for i in range(3)]
+    batch[1] = Pending(Record("id1", "k1", {"x": "\ud800"}, b"raw1", "src"))  # a lone surrogate: no JSON holds it
+    pipeline = beam.Pipeline()
+    letters = pipeline | beam.Create([batch]) | write_results(config)
+    assert_that(
+        letters | beam.Map(lambda letter: (letter.stage, letter.raw, letter.key)),
+        equal_to([("postprocess", b"raw1", "k1")]),
+    )
+    result = pipeline.run()
+    result.wait_until_finish()
+    lines = [line for path in tmp_path.glob("out*") for line in path.read_text().splitlines()]
+    assert sorted(json.loads(line)["key"] for line in lines) == ["k0", "k2"]
+    written = result.metrics().query(beam.metrics.MetricsFilter().with_name(counters.ROWS_WRITTEN))["counters"]
+    assert sum(c.committed for c in written) == 2
