@@ -67,7 +67,7 @@ def ranged_read(tmp_path: Path, pattern: str, range_bytes: int, *options: str) -
     records, dead_letters = pipeline | ReadRecords(plan_input(config), config, range_bytes)
     _ = (
         records
-        | "Records" >> beam.Map(lambda record: json.dumps([record.key, record.features]))
+        | "Records" >> beam.FlatMap(lambda batch: [json.dumps([record.key, record.features]) for record in batch])
         | "WriteRecords" >> beam.io.WriteToText(str(out / "records"))
     )
     _ = (

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 import zstandard
 
-from transforms.file_records import UnreadableFile, lines, open_input, tfrecords
+from transforms.file_records import UnreadableFile, lines, open_input, tfrecord_frames, tfrecords
 
 
 def _tfrecord_bytes(records: list[bytes], tmp_path) -> bytes:
@@ -27,6 +27,12 @@ def _tfrecord_bytes(records: list[bytes], tmp_path) -> bytes:
 def test_reads_what_tensorflow_writes(tmp_path):
     records = [b"first", b"", b"x" * 10_000]
     assert list(tfrecords(io.BytesIO(_tfrecord_bytes(records, tmp_path)))) == records
+
+
+def test_frames_a_batch_byte_for_byte_as_tensorflow_writes_it(tmp_path):
+    records = [b"first", b"", b"x" * 10_000, bytes(range(256))]
+    assert tfrecord_frames(records) == _tfrecord_bytes(records, tmp_path)
+    assert tfrecord_frames([]) == b""
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,19 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tensorflow.core.example import example_pb2, feature_pb2
 
 from transforms.config import FeatureTypes
 from transforms.examples import decode_example, encode_example
-from transforms.records import RecordError, parse_csv, parse_fields, parse_jsonl, parse_tfrecord
+from transforms.records import (
+    Parsed,
+    RecordError,
+    parse_csv,
+    parse_fields,
+    parse_jsonl,
+    parse_tfrecord,
+    parse_tfrecords,
+)
 
 FLOATS = FeatureTypes()
 MIXED = FeatureTypes.parse("float", "count:int,name:bytes")
@@ -130,3 +139,73 @@ def test_json_parsing_either_succeeds_with_finite_floats_or_raises_record_error(
         return
     assert all(isinstance(v, float) and math.isfinite(v) for v in features.values())
     assert decode_example(encode_example(features)).keys() == features.keys()
+
+
+def _alone(raw: bytes) -> Parsed | RecordError:
+    try:
+        return parse_tfrecord(raw, "key")
+    except RecordError as error:
+        return error
+
+
+def _assert_parsed_as_alone(raws: list[bytes]) -> None:
+    for raw, batched in zip(raws, parse_tfrecords(raws, "key"), strict=True):
+        alone = _alone(raw)
+        if isinstance(alone, RecordError):
+            assert isinstance(batched, RecordError) and str(batched) == str(alone)
+        else:
+            assert (batched.key, batched.features) == (alone.key, alone.features)
+            assert type(batched.features) is dict and all(
+                type(batched.features[name]) is type(value) for name, value in alone.features.items()
+            ), "a float stays a float, an int an int, text text and bytes bytes"
+            assert decode_example(batched.model_input) == decode_example(alone.model_input)
+            assert "key" not in decode_example(batched.model_input), "the key never reaches the model"
+
+
+def test_a_batch_of_examples_is_parsed_in_columns_exactly_as_each_alone():
+    no_kind = example_pb2.Example()
+    no_kind.features.feature["x"].CopyFrom(feature_pb2.Feature())
+    no_kind.features.feature["y"].float_list.value.append(2.0)
+    raws = [encode_example({"key": f"k{i}", "x": float(i), "ids": [1, 2], "s": "é", "b": b"\xff"}) for i in range(5)]
+    raws += [
+        b"not an example \xff",
+        encode_example({"x": 1.0, "ids": [3], "s": "t", "b": b"a"}),
+        encode_example({"key": ["a", "b"], "x": 1.0, "ids": [1], "s": "u", "b": b"c"}),
+        no_kind.SerializeToString(),
+        encode_example({"key": "only"}),
+        encode_example({"key": 7, "x": 2}),
+        b"",
+        encode_example({"key": "", "x": [1.5, 2.5]}),
+    ]
+    _assert_parsed_as_alone(raws)
+    parsed = parse_tfrecords(raws, "key")
+    assert [i for i, p in enumerate(parsed) if isinstance(p, RecordError)] == [5, 7, 9, 11]
+
+
+def test_a_feature_of_another_kind_than_its_batch_mates_splits_the_batch_but_costs_nothing():
+    raws = [encode_example({"key": f"k{i}", "x": float(i)}) for i in range(6)] + [encode_example({"key": "i", "x": 3})]
+    parsed = parse_tfrecords(raws, "key")
+    assert [p.features["x"] for p in parsed] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 3]
+    _assert_parsed_as_alone(raws)
+
+
+_feature_values = st.one_of(
+    st.lists(st.floats(width=32, allow_nan=False), min_size=0, max_size=3),
+    st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=3),
+    st.lists(st.binary(max_size=4) | st.text(max_size=4), min_size=1, max_size=3),
+)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.dictionaries(st.sampled_from(["key", "a", "b", "c"]), _feature_values, max_size=4).map(
+                lambda features: encode_example({k: v[0] if len(v) == 1 else v for k, v in features.items()})
+            ),
+            st.binary(max_size=12),
+        ),
+        max_size=12,
+    )
+)
+def test_any_batch_of_examples_and_garbage_parses_as_each_record_alone(raws):
+    _assert_parsed_as_alone(raws)

@@ -23,7 +23,9 @@ class LosesOneRecord(beam.PTransform):
     def expand(self, records):
         results, dead_letters = records | "Pattern" >> self._pattern
         lost_key = self._lost_key
-        kept = results | "Lose" >> beam.Filter(lambda pending: pending.record.key != lost_key)
+        kept = results | "Lose" >> beam.Map(
+            lambda batch: [pending for pending in batch if pending.record.key != lost_key]
+        )
         return kept, dead_letters
 
 

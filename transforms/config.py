@@ -56,7 +56,7 @@ class FeatureTypes:
 
 @dataclass(frozen=True)
 class Batching:
-    """Batch sizes RunInference's BatchElements keeps to."""
+    """Batch sizes the source gathers records into: each batch travels whole to the sinks and is the model's batch."""
 
     min_batch_size: int = 1
     max_batch_size: int = 512

@@ -36,11 +36,12 @@ def _values(feature: feature_pb2.Feature) -> list:
         return []
     values = list(getattr(feature, kind).value)
     if kind == "bytes_list":
-        return [_text_if_utf8(v) for v in values]
+        return [text_if_utf8(v) for v in values]
     return values
 
 
-def _text_if_utf8(value: bytes) -> str | bytes:
+def text_if_utf8(value: bytes) -> str | bytes:
+    """A bytes feature value as text when it is UTF-8 (the rows' JSON shows it as written), else as bytes."""
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError:

@@ -1,5 +1,7 @@
 """Records read from one input file, as a stream: TFRecords with their checksums verified, or lines of text.
 
+(TFRecord framing is also written here, for the sinks: one format, one module.)
+
 A truncated or corrupt file must not stop the job: reading stops at the first bad byte and the rest of
 the file is reported as one UnreadableFile (a dead letter), while every record before it is kept. Compressed
 files are decompressed here rather than by Beam, because Beam's reader ends a compressed stream quietly where
@@ -13,7 +15,7 @@ import io
 import lzma
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 import google_crc32c
@@ -167,6 +169,15 @@ def tfrecords(stream: BinaryIO) -> Iterator[bytes]:
             raise UnreadableFile("record data checksum mismatch (corrupt)", offset)
         offset += 16 + length
         yield data
+
+
+def tfrecord_frames(records: Iterable[bytes]) -> bytes:
+    """Records framed as a TFRecord file holds them: length, its checksum, the data, its checksum; end to end."""
+    frames = []
+    for data in records:
+        length = struct.pack("<Q", len(data))
+        frames += (length, struct.pack("<I", _masked_crc32c(length)), data, struct.pack("<I", _masked_crc32c(data)))
+    return b"".join(frames)
 
 
 def read_line(stream: BinaryIO, offset: int) -> bytes:

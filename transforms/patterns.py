@@ -11,6 +11,7 @@ from transforms.dead_letters import record_dead_letter
 from transforms.examples import encode_example
 from transforms.inference import DEAD_LETTERS, Pending, Predict
 from transforms.postprocess import ModelPrediction
+from transforms.records import Record
 
 ENCODE_STAGE = "encode"
 CHAIN_STAGE = "chain"
@@ -43,33 +44,50 @@ class ChainedExample:
 
 
 class _ModelInput(beam.DoFn):
+    """A batch of Pending records in, a batch of (Pending, Example) out, and a dead letter per record not encoded.
+
+    Each record is encoded on its own, so one that cannot be costs only itself.
+    """
+
     def __init__(self, stage: str, example_of: Callable[[Pending], bytes]):
         self._stage = stage
         self._example_of = example_of
 
-    def process(self, pending: Pending) -> Iterable:
-        try:
-            yield pending, self._example_of(pending)
-        except Exception as error:
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, record_dead_letter(self._stage, error, pending.record))
+    def process(self, batch: list[Pending]) -> Iterable:
+        examples = []
+        for pending in batch:
+            try:
+                examples.append((pending, self._example_of(pending)))
+            except Exception as error:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, record_dead_letter(self._stage, error, pending.record))
+        if examples:
+            yield examples
 
 
 def encode(pending: beam.PCollection, label: str, stage: str, example_of) -> tuple:
-    """(Pending, serialized Example) pairs, and dead letters for records whose Example cannot be built."""
+    """Batches of (Pending, serialized Example) pairs, and dead letters for records whose Example cannot be built."""
     return pending | label >> beam.ParDo(_ModelInput(stage, example_of)).with_outputs(DEAD_LETTERS, main="examples")
+
+
+def pending_batch(records: list[Record]) -> list[Pending]:
+    """A batch of parsed records, each on its way to the models with no predictions yet."""
+    return [Pending(record) for record in records]
 
 
 class _Collected:
     def __init__(self, model_name: str):
         self._model_name = model_name
 
-    def __call__(self, element: tuple[Pending, dict]) -> Pending:
-        pending, outputs = element
-        return pending._replace(predictions=(*pending.predictions, ModelPrediction(self._model_name, outputs)))
+    def __call__(self, batch: list[tuple[Pending, dict]]) -> list[Pending]:
+        name = self._model_name
+        return [
+            Pending(pending.record, (*pending.predictions, ModelPrediction(name, outputs)), pending.example)
+            for pending, outputs in batch
+        ]
 
 
 class PredictAndCollect(beam.PTransform):
-    """(Pending, Example) through one model; the Pending comes out with that model's outputs added."""
+    """Batches of (Pending, Example) through one model; each Pending comes out with that model's outputs added."""
 
     def __init__(self, model: ModelSpec, config: InferenceConfig):
         super().__init__()
@@ -84,7 +102,7 @@ class PredictAndCollect(beam.PTransform):
 
 
 class PredictionLogs(beam.PTransform):
-    """Pattern 1, predict: records in, (Pending, PredictionLog) out, as RunInference returns them."""
+    """Pattern 1, predict: batches of records in, batches of (Pending, PredictionLog) out."""
 
     def __init__(self, config: InferenceConfig):
         super().__init__()
@@ -93,7 +111,7 @@ class PredictionLogs(beam.PTransform):
     def expand(self, records: beam.PCollection):
         model = self._config.models[0]
         examples, encode_failures = encode(
-            records | "Pending" >> beam.Map(Pending), "Encode", ENCODE_STAGE, record_example
+            records | "Pending" >> beam.Map(pending_batch), "Encode", ENCODE_STAGE, record_example
         )
         logs, failures = examples | model.name >> Predict(
             model, self._config.signature_name, self._config.batching, prediction_logs=True
@@ -114,7 +132,7 @@ class SequentialPredictions(beam.PTransform):
         self._chain_outputs = chain_outputs
 
     def expand(self, records: beam.PCollection):
-        pending = records | "Pending" >> beam.Map(Pending)
+        pending = records | "Pending" >> beam.Map(pending_batch)
         dead_letters = []
         for index, model in enumerate(self._config.models):
             if index == 0:
@@ -128,13 +146,12 @@ class SequentialPredictions(beam.PTransform):
         return pending, dead_letters | "DeadLetters" >> beam.Flatten()
 
 
-def _keeping_example(element: tuple[Pending, bytes]) -> Pending:
-    pending, example = element
-    return pending._replace(example=example)
+def _keeping_example(batch: list[tuple[Pending, bytes]]) -> list[Pending]:
+    return [pending._replace(example=example) for pending, example in batch]
 
 
-def _with_its_example(pending: Pending) -> tuple[Pending, bytes]:
-    return pending, pending.example
+def _with_its_example(batch: list[Pending]) -> list[tuple[Pending, bytes]]:
+    return [(pending, pending.example) for pending in batch]
 
 
 class ParallelPredictions(beam.PTransform):
@@ -152,7 +169,7 @@ class ParallelPredictions(beam.PTransform):
 
     def expand(self, records: beam.PCollection):
         examples, encode_failures = encode(
-            records | "Pending" >> beam.Map(Pending), "Encode", ENCODE_STAGE, record_example
+            records | "Pending" >> beam.Map(pending_batch), "Encode", ENCODE_STAGE, record_example
         )
         pending = examples | "KeepExample" >> beam.Map(_keeping_example)
         dead_letters = [encode_failures]
@@ -164,7 +181,7 @@ class ParallelPredictions(beam.PTransform):
 
 
 def pattern_transform(config: InferenceConfig, chain_outputs: tuple[str, ...]) -> beam.PTransform:
-    """The composite PTransform of --pattern: records in, (results, dead letters) out."""
+    """The composite PTransform of --pattern: batches of records in, (batches of results, dead letters) out."""
     if config.pattern == "predict":
         return PredictionLogs(config)
     if config.pattern == "multi_parallel":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -10,13 +11,20 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from tensorflow.core.example import example_pb2
+from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder, RecordBatchToExamplesEncoder
 
 from transforms.config import FeatureTypes
-from transforms.examples import example_features
+from transforms.examples import example_features, text_if_utf8
 
 Value = float | int | str | bytes
 FeatureValue = Value | list[Value]
+
+# tfx-bsl's coders, stateless and schema-free: each batch's own features settle its columns.
+_DECODER = ExamplesToRecordBatchDecoder()
+_ENCODER = RecordBatchToExamplesEncoder()
 
 
 class Record(NamedTuple):
@@ -192,6 +200,83 @@ def parse_tfrecord(raw: bytes, key_field: str) -> Parsed:
     if not features:
         raise RecordError("record has no features")
     return Parsed(_key_text(key, key_field), features, model_input)
+
+
+def _decoded_batch(raws: Sequence[bytes]) -> pa.RecordBatch | None:
+    try:
+        return _DECODER.DecodeBatch(list(raws))
+    except RuntimeError:  # a record that is not an Example, or a feature whose kind differs between records
+        return None
+
+
+def _feature_value(values: list) -> FeatureValue:
+    if values and isinstance(values[0], bytes):
+        values = [text_if_utf8(v) for v in values]
+    return values[0] if len(values) == 1 else values
+
+
+def _parsed_columns(batch: pa.RecordBatch, raws: Sequence[bytes], key_field: str) -> list[Parsed | RecordError | None]:
+    """Each record of a decoded batch as parse_tfrecord would parse it, or None where only it can say.
+
+    That is a record lacking one of the batch's features, or whose key is not a single value: its
+    features differ from its batch-mates', and parse_tfrecord settles it (or names what is wrong).
+    """
+    names = [name for name in batch.schema.names if name != key_field]
+    columns = [batch.column(name) for name in names]
+    if not names or any(pa.types.is_null(column.type) for column in batch.columns):
+        return [None] * len(raws)
+    complete = pc.invert(functools.reduce(pc.or_, [column.is_null() for column in columns]))
+    keys: list = [None] * len(raws)
+    model_inputs: Sequence[bytes] = raws
+    if key_field in batch.schema.names:
+        key_column = batch.column(key_field)
+        complete = pc.and_(complete, pc.equal(pc.fill_null(pc.list_value_length(key_column), 0), 1))
+        keys = [values[0] if values else None for values in key_column.to_pylist()]
+        model_inputs = _ENCODER.encode(batch.drop_columns([key_field]))
+    values = [column.to_pylist() for column in columns]
+    parsed: list[Parsed | RecordError | None] = []
+    for i, ok in enumerate(complete.to_pylist()):
+        if not ok:
+            parsed.append(None)
+            continue
+        key = keys[i]
+        if isinstance(key, bytes):
+            key = key.decode("utf-8", errors="backslashreplace")
+        try:
+            key = _key_text(key, key_field)
+        except RecordError as error:
+            parsed.append(error)
+            continue
+        features = {name: _feature_value(column[i]) for name, column in zip(names, values, strict=True)}
+        parsed.append(Parsed(key, features, model_inputs[i]))
+    return parsed
+
+
+def parse_tfrecords(raws: Sequence[bytes], key_field: str) -> list[Parsed | RecordError]:
+    """A batch of serialized Examples parsed at once, each as parse_tfrecord parses it, or the error it raises.
+
+    tfx-bsl decodes the whole batch into columns in C++ and takes the key out of every model input at once.
+    A batch that does not decode (a record that is not an Example, a feature of another kind than in the
+    rest of the batch) is halved until each bad record stands alone; a record unlike its batch-mates (a
+    feature missing, a key that is not one value) is parsed on its own.
+    """
+    batch = _decoded_batch(raws)
+    if batch is None:
+        if len(raws) == 1:
+            return [_parsed_alone(raws[0], key_field)]
+        middle = len(raws) // 2
+        return parse_tfrecords(raws[:middle], key_field) + parse_tfrecords(raws[middle:], key_field)
+    columns = _parsed_columns(batch, raws, key_field)
+    return [
+        _parsed_alone(raw, key_field) if parsed is None else parsed for parsed, raw in zip(columns, raws, strict=True)
+    ]
+
+
+def _parsed_alone(raw: bytes, key_field: str) -> Parsed | RecordError:
+    try:
+        return parse_tfrecord(raw, key_field)
+    except RecordError as error:
+        return error
 
 
 def parse_record(kind: str, raw: bytes, key_field: str, types: FeatureTypes, header: Sequence[str] = ()) -> Parsed:

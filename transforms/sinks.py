@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import apache_beam as beam
-from apache_beam import coders
 from apache_beam.io.gcp.pubsub import PubsubMessage
 
 from transforms import counters
 from transforms.bigquery import WriteTableRows, dead_letter_table_row, prediction_table_row
 from transforms.config import InferenceConfig
 from transforms.dead_letters import DeadLetter, dead_letter_json, record_dead_letter
+from transforms.file_records import tfrecord_frames
 from transforms.inference import DEAD_LETTERS, Pending
 from transforms.progress import ProgressCounts
 from transforms.rows import prediction_row, row_json
@@ -59,7 +60,10 @@ class EncodeDeadLetter:
 
 
 class _EncodeAndCount(beam.DoFn):
-    """Encodes each element and counts it; one that cannot be encoded goes out as a dead letter, uncounted."""
+    """A batch of results or dead letters in, the batch of their Encoded records out, each one counted.
+
+    An element that cannot be encoded goes out as a dead letter, uncounted; its batch-mates are written.
+    """
 
     def __init__(
         self,
@@ -74,17 +78,21 @@ class _EncodeAndCount(beam.DoFn):
         self._progress = progress
         self._counts = {}
 
-    def process(self, element: Any):
-        try:
-            encoded = self._encode(element)
-        except Exception as error:
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._unencodable(element, error))
-            return
-        for name in self._counter_names(element):
+    def process(self, batch: list):
+        encoded, counted = [], []
+        for element in batch:
+            try:
+                encoded.append(self._encode(element))
+            except Exception as error:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._unencodable(element, error))
+                continue
+            counted.append(element)
+        for name, count in Counter(name for element in counted for name in self._counter_names(element)).items():
             if name not in self._counts:
                 self._counts[name] = counters.Count(name, self._progress)
-            self._counts[name].inc()
-        yield encoded
+            self._counts[name].inc(count)
+        if encoded:
+            yield encoded
 
 
 def _rows_written(_: Any) -> tuple[str, ...]:
@@ -95,8 +103,21 @@ def _dead_letter_counters(letter: DeadLetter) -> tuple[str, ...]:
     return counters.DEAD_LETTERS, counters.dead_letter_counter_name(letter.stage)
 
 
-def _payload(encoded: Encoded) -> bytes:
-    return encoded.payload
+def _payloads(batch: list[Encoded]) -> list[bytes]:
+    return [encoded.payload for encoded in batch]
+
+
+def _lines(batch: list[Encoded]) -> bytes:
+    """A batch as one piece of text: a line per record, the last one's line break left to the writer."""
+    return b"\n".join(encoded.payload for encoded in batch)
+
+
+def _frames(batch: list[Encoded]) -> bytes:
+    return tfrecord_frames(encoded.payload for encoded in batch)
+
+
+def _one_each(element: Any) -> list:
+    return [element]
 
 
 def _is_utf8(text: str) -> bool:
@@ -119,9 +140,10 @@ def pubsub_message(encoded: Encoded) -> PubsubMessage:
 
 
 class WriteFiles(beam.PTransform):
-    """Encoded records to files under `prefix`: TFRecord when `suffix` is .tfrecord, JSON Lines otherwise.
+    """Batches of Encoded records to files under `prefix`: TFRecord when `suffix` is .tfrecord, else JSON Lines.
 
-    In streaming, one set of files per window (--window_seconds), complete when the window closes.
+    A batch of JSON Lines is written as one piece of text. In streaming, one set of files per window
+    (--window_seconds), complete when the window closes.
     """
 
     def __init__(self, prefix: str, suffix: str):
@@ -129,28 +151,32 @@ class WriteFiles(beam.PTransform):
         self._prefix = prefix
         self._suffix = suffix
 
-    def expand(self, encoded: beam.PCollection) -> None:
-        payloads = encoded | "Payloads" >> beam.Map(_payload)
-        if not encoded.is_bounded:
+    def expand(self, batches: beam.PCollection) -> None:
+        if not batches.is_bounded:
+            payloads = batches | "Payloads" >> beam.FlatMap(_payloads)
             payloads | "WriteWindowed" >> WriteWindowedFiles(self._prefix, self._suffix)
         elif self._suffix == ".tfrecord":
-            payloads | "WriteTFRecord" >> beam.io.WriteToTFRecord(
-                self._prefix, coder=coders.BytesCoder(), file_name_suffix=self._suffix
+            # A batch is framed at once and its frames written as they are: a TFRecord file is frames end to end.
+            frames = batches | "Frames" >> beam.Map(_frames)
+            frames | "WriteTFRecord" >> beam.io.WriteToText(
+                self._prefix, file_name_suffix=self._suffix, append_trailing_newlines=False
             )
         else:
-            payloads | "WriteText" >> beam.io.WriteToText(self._prefix, file_name_suffix=self._suffix)
+            lines = batches | "Lines" >> beam.Map(_lines)
+            lines | "WriteText" >> beam.io.WriteToText(self._prefix, file_name_suffix=self._suffix)
 
 
 class Publish(beam.PTransform):
-    """Encoded records published to a Pub/Sub topic, with attributes record_id and key."""
+    """Batches of Encoded records published to a Pub/Sub topic, a message each, with attributes record_id and key."""
 
     def __init__(self, topic: str):
         super().__init__()
         self._topic = topic
 
-    def expand(self, encoded: beam.PCollection) -> None:
+    def expand(self, batches: beam.PCollection) -> None:
         (
-            encoded
+            batches
+            | "Unbatch" >> beam.FlatMap(list)
             | "ToMessage" >> beam.Map(pubsub_message)
             | "Publish" >> beam.io.WriteToPubSub(self._topic, with_attributes=True)
         )
@@ -161,7 +187,7 @@ def _sinks(prefix: str | None, suffix: str, topic: str | None, table: WriteTable
 
 
 def write_results(config: InferenceConfig) -> beam.PTransform:
-    """Rows (PredictionLogs for predict) to --output, --output_topic and/or --output_table, counted as written.
+    """Batches of rows (PredictionLogs for predict) to --output, --output_topic and/or --output_table, counted.
 
     Returns the dead letters of results that could not be encoded as a row, and of rows that a streaming insert
     into --output_table refused.
@@ -196,22 +222,42 @@ def write_dead_letters(config: InferenceConfig) -> beam.PTransform:
         unencodable_dead_letter,
         _sinks(config.dead_letter, ".jsonl", config.dead_letter_topic, table),
         config.live_counts,
+        one_each=True,
     )
 
 
 class _EncodeCountWrite(beam.PTransform):
+    """Batches encoded and counted once, then written to every sink; a table takes them a row at a time.
+
+    With `one_each`, the elements are single records (dead letters, which are few) made batches of one.
+    """
+
     def __init__(
-        self, encode, counter_names, unencodable, sinks: list[beam.PTransform], progress: ProgressCounts | None
+        self,
+        encode,
+        counter_names,
+        unencodable,
+        sinks: list[beam.PTransform],
+        progress: ProgressCounts | None,
+        one_each: bool = False,
     ):
         super().__init__()
         self._encode = _EncodeAndCount(encode, counter_names, unencodable, progress)
         self._sinks = sinks
+        self._one_each = one_each
 
     def expand(self, elements: beam.PCollection) -> beam.PCollection:
+        if self._one_each:
+            elements = elements | "OneEach" >> beam.Map(_one_each)
         encoded, unencodable = elements | "Encode" >> beam.ParDo(self._encode).with_outputs(
             DEAD_LETTERS, main="encoded"
         )
-        refused = [encoded | type(sink).__name__ >> sink for sink in self._sinks]
+        refused = []
+        for sink in self._sinks:
+            batches = encoded
+            if isinstance(sink, WriteTableRows):  # a table takes a row at a time
+                batches = encoded | f"Rows {type(sink).__name__}" >> beam.FlatMap(list)
+            refused.append(batches | type(sink).__name__ >> sink)
         refused = [pcoll for pcoll in refused if isinstance(pcoll, beam.PCollection)]
         return [unencodable, *refused] | "Refused" >> beam.Flatten()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -18,7 +18,7 @@ from transforms.config import InferenceConfig, ParameterError
 from transforms.dead_letters import dead_letter
 from transforms.file_ranges import RANGE_BYTES, FileRangesOf, ReadFileRanges, csv_header, format_of
 from transforms.file_records import UnreadableFile
-from transforms.records import Record, RecordError, parse_fields, parse_record
+from transforms.records import Parsed, Record, RecordError, parse_fields, parse_record, parse_tfrecords
 from transforms.rows import row_json
 
 PARSE_STAGE = "parse"
@@ -119,7 +119,21 @@ class PubsubRecord:
         return RawRecord(self._subscription, message.data, message.message_id or None, key or None)
 
 
+def record_ids(count: int) -> list[str]:
+    """`count` ids for records their transport gave none: 128 random bits each, as 32 hex digits (like uuid4's).
+
+    One call to the system's random source for the batch, instead of one per record.
+    """
+    digits = os.urandom(16 * count).hex()
+    return [digits[i : i + 32] for i in range(0, 32 * count, 32)]
+
+
 class _ParseRecords(beam.DoFn):
+    """A batch of raw elements in, its parsed Records out as one list, and a dead letter per bad record.
+
+    Each record is parsed on its own, so a bad one costs only itself whatever else its batch holds.
+    """
+
     def __init__(self, unpack, kind: str, config: InferenceConfig, header: tuple[str, ...] = ()):
         self._unpack = unpack
         self._kind = kind
@@ -129,28 +143,57 @@ class _ParseRecords(beam.DoFn):
         self._requires_key = config.requires_key
         self._records_read = counters.Count(counters.RECORDS_READ, config.live_counts)
 
-    def process(self, element) -> Iterable:
-        self._records_read.inc()
-        raw = self._unpack(element)
-        try:
-            if raw.fields is None:
-                parsed = parse_record(self._kind, raw.data, self._key_field, self._types, self._header)
-            else:
-                parsed = parse_fields(raw.fields, self._key_field, self._types)
-            key, features, model_input = parsed
-            key = raw.key or key
-            if self._requires_key and key is None:
-                raise RecordError(f"record has no key field {self._key_field!r}, which --pattern=keyed needs")
-        except Exception as error:  # every bad record becomes a dead letter, whatever broke on it
-            key = raw.key or getattr(error, "key", None)  # a key read before the error still identifies the record
-            letter = dead_letter(PARSE_STAGE, error, raw.data, raw.source, key=key, record_id=raw.id)
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
-            return
-        yield Record(raw.id or uuid.uuid4().hex, key, features, raw.data, raw.source, model_input)
+    def process(self, batch: list) -> Iterable:
+        self._records_read.inc(len(batch))
+        raws = [self._unpack(element) for element in batch]
+        if self._kind == "tfrecord":
+            parsed = parse_tfrecords([raw.data for raw in raws], self._key_field)
+        else:
+            parsed = [None] * len(raws)
+        records = []
+        for raw, result, record_id in zip(raws, parsed, record_ids(len(raws)), strict=True):
+            try:
+                records.append(self._record(raw, result, record_id))
+            except Exception as error:  # every bad record becomes a dead letter, whatever broke on it
+                key = raw.key or getattr(error, "key", None)  # a key read before the error identifies the record
+                letter = dead_letter(PARSE_STAGE, error, raw.data, raw.source, key=key, record_id=raw.id)
+                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
+        if records:
+            yield records
+
+    def _record(self, raw: RawRecord, parsed: Parsed | RecordError | None, record_id: str) -> Record:
+        """The Record of one raw record, given what the batch's parse made of it (None: parse it now)."""
+        if isinstance(parsed, RecordError):
+            raise parsed
+        if parsed is None and raw.fields is None:
+            parsed = parse_record(self._kind, raw.data, self._key_field, self._types, self._header)
+        elif parsed is None:
+            parsed = parse_fields(raw.fields, self._key_field, self._types)
+        key = raw.key or parsed.key
+        if self._requires_key and key is None:
+            raise RecordError(f"record has no key field {self._key_field!r}, which --pattern=keyed needs")
+        return Record(raw.id or record_id, key, parsed.features, raw.data, raw.source, parsed.model_input)
+
+
+def parse_batches(
+    raw: beam.PCollection, unpack, kind: str, config: InferenceConfig, header: tuple[str, ...] = ()
+) -> tuple[beam.PCollection, beam.PCollection]:
+    """Raw elements gathered into batches (within a bundle and a window: never waiting for more input), parsed.
+
+    Out come batches of Records (lists, at most --max_batch_size long) and a dead letter per bad record.
+    From here to the sinks every step handles a batch at a time, so Beam's cost per element is paid once per
+    batch, not once per record.
+    """
+    batching = config.batching
+    return (
+        raw
+        | "Batch" >> beam.BatchElements(min_batch_size=batching.min_batch_size, max_batch_size=batching.max_batch_size)
+        | "Parse" >> beam.ParDo(_ParseRecords(unpack, kind, config, header)).with_outputs(DEAD_LETTERS, main="records")
+    )
 
 
 class ReadRecords(beam.PTransform):
-    """Records from the input files, and a dead letter for each record or file rest that cannot be read or parsed.
+    """Batches of Records from the input files, and a dead letter for each record or file rest not read or parsed.
 
     Files are matched in the job, not at launch, and read in byte ranges spread over the workers (see
     file_ranges): uncompressed CSV and JSON Lines in many ranges each, compressed files and TFRecords whole.
@@ -177,17 +220,16 @@ class ReadRecords(beam.PTransform):
             | "SpreadRanges" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(read).with_outputs(DEAD_LETTERS, main="raw")
         )
-        parse = _ParseRecords(file_record, plan.format, self._config, plan.header)
-        records, bad = raw | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, main="records")
+        records, bad = parse_batches(raw, file_record, plan.format, self._config, plan.header)
         return records, (unreadable, bad) | "DeadLetters" >> beam.Flatten()
 
 
 class ReadPubSubRecords(beam.PTransform):
-    """Records from a Pub/Sub subscription (an unbounded source: the pipeline streams), and dead letters.
+    """Batches of Records from a Pub/Sub subscription (an unbounded source: the pipeline streams), dead letters.
 
-    Records are windowed by publish time into --window_seconds windows: RunInference batches within a
-    window (a batch goes out at the end of each bundle, never waiting for its window to close), and file
-    sinks write one set of files per window. Topics and tables get each row as soon as it is made.
+    Records are windowed by publish time into --window_seconds windows and batched within a window (a batch
+    goes out at the end of each bundle, never waiting for its window to close), and file sinks write one set
+    of files per window. Topics and tables get each row as soon as it is made.
     """
 
     def __init__(self, config: InferenceConfig):
@@ -202,12 +244,11 @@ class ReadPubSubRecords(beam.PTransform):
             | "ReadPubSub" >> beam.io.ReadFromPubSub(subscription=subscription, with_attributes=True)
             | "Window" >> beam.WindowInto(window.FixedWindows(self._config.window_seconds))
         )
-        parse = _ParseRecords(PubsubRecord(subscription, self._config.key_attribute), kind, self._config)
-        return messages | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, main="records")
+        return parse_batches(messages, PubsubRecord(subscription, self._config.key_attribute), kind, self._config)
 
 
 class ReadTableRecords(beam.PTransform):
-    """Records from a BigQuery table or query (batch), and dead letters for rows that cannot be model input."""
+    """Batches of Records from a BigQuery table or query, and dead letters for rows that cannot be model input."""
 
     def __init__(self, config: InferenceConfig):
         super().__init__()
@@ -215,8 +256,7 @@ class ReadTableRecords(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
         rows = pbegin | "Rows" >> ReadBigQueryRows(self._config)
-        parse = _ParseRecords(table_record, "row", self._config)
-        return rows | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, main="records")
+        return parse_batches(rows, table_record, "row", self._config)
 
 
 def source_transform(config: InferenceConfig, plan: InputPlan | None) -> beam.PTransform:
