@@ -31,7 +31,7 @@ import transforms  # noqa: F401  (first: TensorFlow's quiet import)
 from transforms.config import ParameterError
 from transforms.inference import Pending, inference_spec
 from transforms.models import serving_signature
-from transforms.patterns import ENCODE_STAGE, encode, record_example
+from transforms.patterns import ENCODE_STAGE, encode, pending_batch, record_example
 from transforms.pipeline import parse_arguments
 from transforms.postprocess import ModelPrediction
 from transforms.prediction_logs import build_prediction_logs
@@ -70,9 +70,8 @@ def raw(model_dir: str, input_path: str, batch_size: int) -> dict:
     }
 
 
-def _no_model(element: tuple[Pending, bytes]) -> Pending:
-    pending, _ = element
-    return pending._replace(predictions=(ModelPrediction("none", {"y": [0.0]}),))
+def _no_model(batch: list[tuple[Pending, bytes]]) -> list[Pending]:
+    return [pending._replace(predictions=(ModelPrediction("none", {"y": [0.0]}),)) for pending, _ in batch]
 
 
 class _ZeroPredictionLog:
@@ -89,12 +88,14 @@ class _ZeroPredictionLog:
         self._template.predict_log.request.inputs[signature.inputs[0].alias].ClearField("string_val")
         self._input_alias = signature.inputs[0].alias
 
-    def __call__(self, element: tuple[Pending, bytes]) -> tuple[Pending, prediction_log_pb2.PredictionLog]:
-        pending, example = element
-        log = prediction_log_pb2.PredictionLog()
-        log.CopyFrom(self._template)
-        log.predict_log.request.inputs[self._input_alias].string_val.append(example)
-        return pending, log
+    def __call__(self, batch: list[tuple[Pending, bytes]]) -> list[tuple[Pending, prediction_log_pb2.PredictionLog]]:
+        logs = []
+        for pending, example in batch:
+            log = prediction_log_pb2.PredictionLog()
+            log.CopyFrom(self._template)
+            log.predict_log.request.inputs[self._input_alias].string_val.append(example)
+            logs.append((pending, log))
+        return logs
 
 
 class _OneAtATime(beam.DoFn):
@@ -108,16 +109,16 @@ class _OneAtATime(beam.DoFn):
         self._session, self._feed, self._fetches = _session(self._model_dir)
         self._unrecorded_load_ms = int(1000 * (time.perf_counter() - started))
 
-    def process(self, element: tuple[Pending, bytes]):
+    def process(self, batch: list[tuple[Pending, bytes]]):
         # A metric updated in setup belongs to no step and is dropped: Beam's RunInference also records
         # its load in the first bundle after it.
         if self._unrecorded_load_ms is not None:
             Metrics.distribution("RunInference.naive", LOAD_METRIC).update(self._unrecorded_load_ms)
             self._unrecorded_load_ms = None
-        pending, example = element
+        ((pending, example),) = batch  # the naive pipeline's elements are single records (batches of one)
         outputs = self._session.run(self._fetches, {self._feed: [example]})
         prediction = ModelPrediction("naive", {alias: value[0].ravel().tolist() for alias, value in outputs.items()})
-        yield pending._replace(predictions=(prediction,))
+        yield [pending._replace(predictions=(prediction,))]
 
 
 def _model_loads(result) -> int:
@@ -135,7 +136,9 @@ def pipeline_run(kind: str, model_dir: str, input_path: str, output: str, patter
     started, cpu_started = time.perf_counter(), time.process_time()
     pipeline = beam.Pipeline(runner=local_runner(options), options=options)
     records, parse_failures = pipeline | "Read" >> ReadRecords(plan, config)
-    examples, encode_failures = encode(records | beam.Map(Pending), "Encode", ENCODE_STAGE, record_example)
+    if kind == "naive":  # the anti-pattern moves one record per element, as the pipelines it stands for do
+        records = records | "OnePerElement" >> beam.FlatMap(lambda batch: [[record] for record in batch])
+    examples, encode_failures = encode(records | beam.Map(pending_batch), "Encode", ENCODE_STAGE, record_example)
     if kind == "naive":
         outputs = examples | "Model" >> beam.ParDo(_OneAtATime(model_dir))
     elif pattern == "predict":
