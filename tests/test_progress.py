@@ -45,11 +45,11 @@ def test_a_long_batch_run_shows_rising_counts_and_an_eta_on_stderr(run_main, dem
         f"--model_uris={demo_models['multiply_by_5']}",
         f"--input={long_input}",
         *workers,
-        env={"TFX_INFERENCE_PROGRESS_SECONDS": "0.5"},
+        env={"TFX_INFERENCE_PROGRESS_SECONDS": "0.3"},
     )
     assert run.returncode == 0, run.stderr
     lines = _progress(run.stderr)
-    assert len(lines) >= 3, run.stderr
+    assert len(lines) >= 2, run.stderr
     reads = [line[0] for line in lines]
     assert reads == sorted(reads) and reads[-1] > reads[0], f"counts rise while the run goes: {reads}"
     assert all(rows + dead <= read for read, rows, dead, *_ in lines)
