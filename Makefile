@@ -49,8 +49,8 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The benchmark (a few minutes per 100k records): results/latest.{md,png} and a JSON per run.
-RECORDS ?= 200000
+# The benchmark (about half an hour at 100k records on 2 cores): results/latest.{md,png} and a JSON per run.
+RECORDS ?= 100000
 REPEATS ?= 3
 bench: $(INSTALLED)
 	$(PY) -m benchmarks.bench --records=$(RECORDS) --repeats=$(REPEATS)
