@@ -274,10 +274,13 @@ def test_truncated_corrupt_and_empty_files_cost_only_their_unreadable_part(run_m
     (broken / "corrupt.jsonl.gz").write_bytes(bytes(corrupt))
     run = run_main("--pattern=keyed", f"--model_uris={models_for('keyed')}", f"--input={broken}/*.jsonl.gz")
     assert run.returncode == 0, run.stderr
-    letters = {d["source"].rsplit("/", 1)[-1]: d for d in run.dead_letters()}
-    assert letters["corrupt.jsonl.gz"]["stage"] == "read"
-    assert letters["cut.jsonl.gz"]["stage"] == "read", "a cut gzip stream ends without its end-of-stream marker"
-    assert len(letters) == 2 and len(run.rows()) > 500
+    stages = {}
+    for letter in run.dead_letters():
+        stages.setdefault(letter["source"].rsplit("/", 1)[-1], []).append(letter["stage"])
+    assert stages["cut.jsonl.gz"] == ["read"], "a cut gzip stream ends without its end-of-stream marker"
+    # Deflate can decode garbage for a while before it notices the damage: those lines fail to parse.
+    assert stages["corrupt.jsonl.gz"].count("read") == 1 and set(stages["corrupt.jsonl.gz"]) <= {"read", "parse"}
+    assert len(run.rows()) > 500
     assert "reconciled               yes" in run.stdout
 
 
