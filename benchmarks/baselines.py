@@ -29,16 +29,16 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 import transforms  # noqa: F401  (first: TensorFlow's quiet import)
 from transforms.config import ParameterError
-from transforms.inference import Pending, inference_spec
-from transforms.models import serving_signature
-from transforms.patterns import ENCODE_STAGE, encode, pending_batch, record_example
+from transforms.inference.patterns import ENCODE_STAGE, encode, pending_batch, record_example
+from transforms.inference.postprocess import ModelPrediction
+from transforms.inference.predict import Pending, inference_spec
+from transforms.inference.prediction_logs import build_prediction_logs
+from transforms.inference.signatures import serving_signature
 from transforms.pipeline import parse_arguments
-from transforms.postprocess import ModelPrediction
-from transforms.prediction_logs import build_prediction_logs
+from transforms.reading.sources import ReadRecords, plan_input
 from transforms.runner import local_runner
-from transforms.sinks import write_dead_letters, write_results
-from transforms.sources import ReadRecords, plan_input
 from transforms.summary import summarize
+from transforms.writing.sinks import write_dead_letters, write_results
 
 # Beam's RunInference records each model load in this distribution; main.py's summary counts loads with it.
 LOAD_METRIC = "load_model_latency_milli_secs"

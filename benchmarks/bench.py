@@ -281,7 +281,7 @@ def write_inputs(folder: Path, sizes: dict[str, Sizes]) -> dict[tuple[str, str],
     import numpy as np
     import tensorflow as tf
 
-    from transforms.examples import encode_example
+    from transforms.records.examples import encode_example
 
     toy = [encode_example({"key": f"device-{i}", "x": float(i % 1000)}) for i in range(sizes["toy"].large)]
     rows = np.random.default_rng(0).random((sizes["heavy"].large, HEAVY_WIDTH), dtype=np.float32)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from transforms.file_ranges import ranges_offered
+from transforms.reading.file_ranges import ranges_offered
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 1 << 30

@@ -11,13 +11,13 @@ from apache_beam.testing.util import assert_that, equal_to
 from transforms import counters
 from transforms.config import config_from_args
 from transforms.dead_letters import DeadLetter
-from transforms.examples import decode_example, encode_example
-from transforms.inference import Pending
+from transforms.inference.patterns import ENCODE_STAGE, encode, pending_batch, record_example
+from transforms.inference.predict import Pending
 from transforms.parameters import build_parser
-from transforms.patterns import ENCODE_STAGE, encode, pending_batch, record_example
-from transforms.records import Record
-from transforms.sinks import write_results
-from transforms.sources import file_record, parse_batches
+from transforms.reading.sources import file_record, parse_batches
+from transforms.records.examples import decode_example, encode_example
+from transforms.records.parsing import Record
+from transforms.writing.sinks import write_results
 
 
 def batch_config(tmp_path: Path, *extra: str):

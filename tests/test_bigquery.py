@@ -136,7 +136,7 @@ def wait_for_rows(bigquery, table: str, count: int, seconds: float = 120) -> lis
 
 def schema_with_int64_key(name: str) -> list[dict]:
     """A table of schemas/bigquery/ whose key column is INT64: made by hand, it refuses rows with text keys."""
-    from transforms.bigquery import table_schema
+    from transforms.writing.bigquery import table_schema
 
     return [{**f, "type": "INT64"} if f["name"] == "key" else f for f in table_schema(name)["fields"]]
 
@@ -230,7 +230,7 @@ def three_output_model(tmp_path_factory) -> str:
 def test_rows_of_every_kind_load_into_the_predictions_table(run_main, bigquery, tables, three_output_model, tmp_path):
     import tensorflow as tf
 
-    from transforms.examples import encode_example
+    from transforms.records.examples import encode_example
 
     source = tmp_path / "kinds.tfrecord"
     features = [
@@ -264,7 +264,7 @@ def test_rows_of_every_kind_load_into_the_predictions_table(run_main, bigquery, 
 
 
 def test_the_readme_query_removes_duplicate_rows_by_record_id(bigquery):
-    from transforms.bigquery import table_schema
+    from transforms.writing.bigquery import table_schema
 
     dataset = bigquery.dataset("duplicates")
     row = {"input": '{"x": 1.0}', "predictions": [{"model": "m", "outputs": '{"y": [5.0]}'}]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from transforms.bigquery import WRITE_STAGE, _FailedInserts
+from transforms.writing.bigquery import WRITE_STAGE, _FailedInserts
 
 
 def test_a_refused_row_becomes_a_write_dead_letter():

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tools.convert import convert
 from transforms.config import FeatureTypes
-from transforms.records import RecordError, parse_tfrecord
+from transforms.records.parsing import RecordError, parse_tfrecord
 
 
 def test_csv_rows_become_examples_that_the_pipeline_reads_back(tmp_path):

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms import csv_records as csv_module
-from transforms.csv_records import BrokenCsvRecord, csv_records
-from transforms.records import RecordError, csv_fields
+from transforms.reading import csv_records as csv_module
+from transforms.reading.csv_records import BrokenCsvRecord, csv_records
+from transforms.records.parsing import RecordError, csv_fields
 
 
 def records(data: bytes) -> list:

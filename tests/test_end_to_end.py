@@ -10,7 +10,7 @@ import tensorflow as tf
 from expect import assert_close
 from tensorflow_serving.apis import prediction_log_pb2
 
-from transforms.examples import decode_example, encode_example
+from transforms.records.examples import decode_example, encode_example
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tensorflow.core.example import example_pb2
 
-from transforms.examples import decode_example, encode_example
+from transforms.records.examples import decode_example, encode_example
 
 float32s = st.floats(width=32, allow_nan=False, allow_infinity=False)
 values = st.one_of(

@@ -8,7 +8,7 @@ import re
 import pytest
 import tensorflow as tf
 
-from transforms.examples import encode_example
+from transforms.records.examples import encode_example
 
 pytestmark = pytest.mark.slow
 

@@ -14,12 +14,19 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms import counters
 from transforms.config import config_from_args
-from transforms.csv_records import csv_records
-from transforms.file_ranges import ReadFileRanges, _anchored_ranges, _Chunk, _CsvRange, _summarize, ranges_offered
-from transforms.file_records import lines
 from transforms.parameters import build_parser
-from transforms.records import csv_fields, parse_record
-from transforms.sources import ReadRecords, plan_input
+from transforms.reading.csv_records import csv_records
+from transforms.reading.file_ranges import (
+    ReadFileRanges,
+    _anchored_ranges,
+    _Chunk,
+    _CsvRange,
+    _summarize,
+    ranges_offered,
+)
+from transforms.reading.file_records import lines
+from transforms.reading.sources import ReadRecords, plan_input
+from transforms.records.parsing import csv_fields, parse_record
 
 NOTE_WITH_BREAKS = 'two\nlines, a "quote"\r\nand a closing break\n'
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 import zstandard
 
-from transforms.file_records import UnreadableFile, lines, open_input, tfrecord_frames, tfrecords
+from transforms.reading.file_records import UnreadableFile, lines, open_input, tfrecord_frames, tfrecords
 
 
 def _tfrecord_bytes(records: list[bytes], tmp_path) -> bytes:

@@ -9,7 +9,7 @@ import threading
 import pytest
 from expect import assert_close
 
-from transforms.model_cache import MANIFEST, local_model_path, stage_model
+from transforms.inference.model_cache import MANIFEST, local_model_path, stage_model
 
 pytestmark = pytest.mark.slow
 

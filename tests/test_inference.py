@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler
 
-from transforms.inference import InferenceFailure, IsolatingModelHandler, RecordBatchHandler, error_summary
+from transforms.inference.predict import InferenceFailure, IsolatingModelHandler, RecordBatchHandler, error_summary
 
 
 class _NegativeIsPoison(ModelHandler):

@@ -33,7 +33,7 @@ from tools.launch_local import (
     registry_docker,
 )
 from tools.template import template_spec
-from transforms.model_cache import MANIFEST, stage_model
+from transforms.inference.model_cache import MANIFEST, stage_model
 
 ROOT = Path(__file__).resolve().parent.parent
 METADATA = json.loads((ROOT / "metadata.json").read_text())

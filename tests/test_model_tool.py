@@ -7,8 +7,8 @@ import numpy as np
 import tensorflow as tf
 
 from tools.model import main as model_tool
-from transforms.examples import encode_example
-from transforms.models import serving_signature
+from transforms.inference.signatures import serving_signature
+from transforms.records.examples import encode_example
 
 
 def test_inspect_prints_signatures_inputs_outputs_and_dtypes(demo_models, capsys):

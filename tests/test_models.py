@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from transforms.config import ParameterError
-from transforms.models import serving_signature
+from transforms.inference.signatures import serving_signature
 
 
 def test_demo_model_signature_takes_serialized_examples(demo_models):

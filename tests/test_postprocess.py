@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transforms.postprocess import outputs_by_example
+from transforms.inference.postprocess import outputs_by_example
 
 
 def test_outputs_are_flat_lists_per_example_by_alias():

@@ -10,8 +10,8 @@ from hypothesis.extra import numpy as hnp
 from tfx_bsl.public.beam.run_inference import CreateModelHandler
 
 from transforms.config import Batching
-from transforms.inference import inference_spec
-from transforms.prediction_logs import build_prediction_logs
+from transforms.inference.predict import inference_spec
+from transforms.inference.prediction_logs import build_prediction_logs
 
 DTYPES = [np.float32, np.float64, np.float16, np.int64, np.int32, np.int16, np.int8, np.uint8, np.bool_]
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from tensorflow.core.example import example_pb2, feature_pb2
 
 from transforms.config import FeatureTypes
-from transforms.examples import decode_example, encode_example
-from transforms.records import (
+from transforms.records.examples import decode_example, encode_example
+from transforms.records.parsing import (
     Parsed,
     RecordError,
     parse_csv,

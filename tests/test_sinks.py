@@ -7,7 +7,7 @@ import json
 import pytest
 
 from transforms.dead_letters import DeadLetter, dead_letter_json
-from transforms.sinks import Encoded, EncodeDeadLetter, pubsub_message
+from transforms.writing.sinks import Encoded, EncodeDeadLetter, pubsub_message
 
 
 def test_a_dead_letter_with_a_lone_surrogate_is_still_utf8_json():
@@ -49,7 +49,7 @@ def test_unwritable_dead_letters_are_logged_at_error_and_counted(caplog):
 
     from transforms import counters
     from transforms.runner import local_runner
-    from transforms.sinks import LogUnwritable
+    from transforms.writing.sinks import LogUnwritable
 
     letters = [
         DeadLetter("write", "RuntimeError", "BigQuery refused the row for p:d.dead_letters: [...]", b"z" * 3000, "t"),
@@ -69,7 +69,7 @@ def test_unwritable_dead_letters_are_logged_at_error_and_counted(caplog):
 
 
 def test_a_dead_letter_carries_the_documented_fields():
-    from transforms.bigquery import dead_letter_table_row
+    from transforms.writing.bigquery import dead_letter_table_row
 
     letter = DeadLetter("inference", "InferenceFailure", "m", b"\xff", "in.tfrecord", "k", "multiply_by_5", 0.0, "id-7")
     payload = EncodeDeadLetter("keyed")(letter).payload

@@ -8,7 +8,7 @@ import pytest
 
 from transforms.config import ParameterError, config_from_args
 from transforms.parameters import build_parser
-from transforms.sources import format_of, plan_input
+from transforms.reading.sources import format_of, plan_input
 
 
 def config(pattern: str, *extra: str):

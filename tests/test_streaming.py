@@ -14,7 +14,7 @@ import pytest
 from expect import assert_close
 from tensorflow_serving.apis import prediction_log_pb2
 
-from transforms.examples import encode_example
+from transforms.records.examples import encode_example
 
 pytestmark = pytest.mark.slow
 
@@ -159,7 +159,7 @@ def read_lines(path) -> list[bytes]:
 
 
 def read_tfrecords(path) -> list[bytes]:
-    from transforms.file_records import tfrecords
+    from transforms.reading.file_records import tfrecords
 
     with open(path, "rb") as stream:
         return list(tfrecords(stream))

@@ -7,9 +7,9 @@ from datetime import datetime
 from pathlib import Path
 
 from transforms.dead_letters import dead_letter, dead_letter_json
-from transforms.postprocess import ModelPrediction
-from transforms.records import Record
-from transforms.rows import prediction_row, row_json
+from transforms.inference.postprocess import ModelPrediction
+from transforms.records.parsing import Record
+from transforms.writing.rows import prediction_row, row_json
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas" / "bigquery"
 _PYTHON_TYPES = {"STRING": str, "FLOAT64": (float, int), "INT64": int, "BOOL": bool}
@@ -73,7 +73,7 @@ def test_the_checker_itself_catches_drift():
 
 
 def test_table_rows_fit_their_tables_in_both_write_methods():
-    from transforms.bigquery import dead_letter_table_row, prediction_table_row
+    from transforms.writing.bigquery import dead_letter_table_row, prediction_table_row
 
     record = Record("id", "device-1", {"x": 2.0}, b"raw", "src")
     payload = row_json(prediction_row(record, [ModelPrediction("m", {"y": [10.0]})]))

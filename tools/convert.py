@@ -9,9 +9,9 @@ import sys
 import tensorflow as tf
 
 from transforms.config import FeatureTypes
-from transforms.examples import encode_example
-from transforms.records import RecordError, parse_csv, parse_jsonl
-from transforms.sources import format_of
+from transforms.reading.sources import format_of
+from transforms.records.examples import encode_example
+from transforms.records.parsing import RecordError, parse_csv, parse_jsonl
 
 
 def convert(source: str, destination: str, key_field: str = "key", types: FeatureTypes | None = None) -> int:

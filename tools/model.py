@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from transforms.config import ParameterError
-from transforms.models import Signature, read_saved_model, signatures_by_tags
+from transforms.inference.signatures import Signature, read_saved_model, signatures_by_tags
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:

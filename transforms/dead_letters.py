@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from transforms.records import Record
+from transforms.records.parsing import Record
 
 
 class DeadLetter(NamedTuple):

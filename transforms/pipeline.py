@@ -17,14 +17,14 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from transforms.config import InferenceConfig, ParameterError, config_from_args
-from transforms.models import serving_signature
+from transforms.inference.patterns import pattern_transform
+from transforms.inference.signatures import serving_signature
 from transforms.parameters import build_parser
-from transforms.patterns import pattern_transform
 from transforms.progress import ProgressBoard, wait_until
+from transforms.reading.sources import InputPlan, plan_input, source_transform
 from transforms.runner import is_local, local_runner
-from transforms.sinks import LogUnwritable, write_dead_letters, write_results
-from transforms.sources import InputPlan, plan_input, source_transform
 from transforms.summary import summarize, summary_table
+from transforms.writing.sinks import LogUnwritable, write_dead_letters, write_results
 
 
 def parse_arguments(argv: Sequence[str]) -> tuple[InferenceConfig, PipelineOptions, str]:

@@ -13,13 +13,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
 
 from transforms import counters
-from transforms.bigquery import ReadBigQueryRows
 from transforms.config import InferenceConfig, ParameterError
 from transforms.dead_letters import dead_letter
-from transforms.file_ranges import RANGE_BYTES, FileRangesOf, ReadFileRanges, csv_header, format_of
-from transforms.file_records import UnreadableFile
-from transforms.records import Parsed, Record, RecordError, parse_fields, parse_record, parse_tfrecords
-from transforms.rows import row_json
+from transforms.reading.bigquery import ReadBigQueryRows
+from transforms.reading.file_ranges import RANGE_BYTES, FileRangesOf, ReadFileRanges, csv_header, format_of
+from transforms.reading.file_records import UnreadableFile
+from transforms.records.parsing import Parsed, Record, RecordError, parse_fields, parse_record, parse_tfrecords
+from transforms.writing.rows import row_json
 
 PARSE_STAGE = "parse"
 DEAD_LETTERS = "dead_letters"

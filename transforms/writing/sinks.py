@@ -11,14 +11,14 @@ import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
 
 from transforms import counters
-from transforms.bigquery import WriteTableRows, dead_letter_table_row, prediction_table_row
 from transforms.config import InferenceConfig
 from transforms.dead_letters import DeadLetter, dead_letter_json, record_dead_letter
-from transforms.file_records import tfrecord_frames
-from transforms.inference import DEAD_LETTERS, Pending
+from transforms.inference.predict import DEAD_LETTERS, Pending
 from transforms.progress import ProgressCounts
-from transforms.rows import prediction_row, row_json
-from transforms.windowed_files import WriteWindowedFiles
+from transforms.reading.file_records import tfrecord_frames
+from transforms.writing.bigquery import WriteTableRows, dead_letter_table_row, prediction_table_row
+from transforms.writing.rows import prediction_row, row_json
+from transforms.writing.windowed_files import WriteWindowedFiles
 
 POSTPROCESS_STAGE = "postprocess"
 

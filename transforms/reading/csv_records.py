@@ -14,7 +14,7 @@ import heapq
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, NamedTuple
 
-from transforms.file_records import read_line, without_ending
+from transforms.reading.file_records import read_line, without_ending
 
 _BOM = b"\xef\xbb\xbf"
 # A CSV record longer than this whose quoted field has not closed is taken as broken (see csv_records).

@@ -8,10 +8,10 @@ import apache_beam as beam
 
 from transforms.config import InferenceConfig, ModelSpec
 from transforms.dead_letters import record_dead_letter
-from transforms.examples import encode_example
-from transforms.inference import DEAD_LETTERS, Pending, Predict
-from transforms.postprocess import ModelPrediction
-from transforms.records import Record
+from transforms.inference.postprocess import ModelPrediction
+from transforms.inference.predict import DEAD_LETTERS, Pending, Predict
+from transforms.records.examples import encode_example
+from transforms.records.parsing import Record
 
 ENCODE_STAGE = "encode"
 CHAIN_STAGE = "chain"

@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from transforms.postprocess import ModelPrediction
-from transforms.records import Record
+from transforms.inference.postprocess import ModelPrediction
+from transforms.records.parsing import Record
 
 
 def prediction_row(record: Record, predictions: Iterable[ModelPrediction]) -> dict[str, Any]:

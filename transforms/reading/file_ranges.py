@@ -19,7 +19,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker, UnsplittableRestrictionTracker
 
 from transforms import counters
-from transforms.csv_records import (
+from transforms.dead_letters import dead_letter
+from transforms.progress import BYTES_READ, ProgressCounts
+from transforms.reading.csv_records import (
     BrokenCsvRecord,
     ChunkSummary,
     chunk_exit,
@@ -27,10 +29,8 @@ from transforms.csv_records import (
     csv_records,
     first_start_at_or_after,
 )
-from transforms.dead_letters import dead_letter
-from transforms.file_records import UnreadableFile, lines, open_input, read_line, tfrecords
-from transforms.progress import BYTES_READ, ProgressCounts
-from transforms.records import RecordError, csv_fields
+from transforms.reading.file_records import UnreadableFile, lines, open_input, read_line, tfrecords
+from transforms.records.parsing import RecordError, csv_fields
 
 # Beam's own text reading splits files into bundles of this size on Dataflow.
 RANGE_BYTES = 64 << 20

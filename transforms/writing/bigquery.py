@@ -1,4 +1,4 @@
-"""BigQuery I/O: rows read with the Storage Read API, and rows appended with file loads or streaming inserts.
+"""BigQuery writing: rows and dead letters appended with file loads or streaming inserts.
 
 The table schemas are the files in schemas/bigquery/, the same ones Terraform creates the tables from.
 """
@@ -14,17 +14,14 @@ from typing import Any
 
 import apache_beam as beam
 import orjson
-from apache_beam.io.gcp.bigquery import BigQueryDisposition, BigQueryQueryPriority, ReadFromBigQuery, WriteToBigQuery
-from apache_beam.io.gcp.bigquery_tools import RetryStrategy, parse_table_reference
-from apache_beam.io.gcp.internal.clients import bigquery as bigquery_api
-from apache_beam.options.pipeline_options import GoogleCloudOptions
+from apache_beam.io.gcp.bigquery import BigQueryDisposition, WriteToBigQuery
+from apache_beam.io.gcp.bigquery_tools import RetryStrategy
 
 from transforms import counters
-from transforms.config import InferenceConfig
 from transforms.dead_letters import dead_letter
-from transforms.rows import row_json
+from transforms.writing.rows import row_json
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "schemas" / "bigquery"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "bigquery"
 WRITE_STAGE = "write"
 
 
@@ -32,44 +29,6 @@ WRITE_STAGE = "write"
 def table_schema(name: str) -> dict:
     """A schema file of schemas/bigquery/ as the `{"fields": [...]}` WriteToBigQuery takes."""
     return {"fields": json.loads((SCHEMAS / f"{name}.json").read_text())}
-
-
-def _dataset(spec: str, project: str | None) -> bigquery_api.DatasetReference:
-    dataset_project, _, dataset = spec.rpartition(":")
-    return bigquery_api.DatasetReference(projectId=dataset_project or project, datasetId=dataset)
-
-
-class ReadBigQueryRows(beam.PTransform):
-    """Rows of --input_table or --input_query, each as `(source, row)`: a dict of column name to value.
-
-    The Storage Read API (DIRECT_READ) reads the table itself, or the query's result table in --temp_dataset.
-    A temporary dataset is always named, so Beam never creates or deletes datasets of its own.
-    """
-
-    def __init__(self, config: InferenceConfig):
-        super().__init__()
-        self._config = config
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        project = pbegin.pipeline.options.view_as(GoogleCloudOptions).project
-        if self._config.input_query:
-            source = "query"
-            read = ReadFromBigQuery(
-                query=self._config.input_query,
-                use_standard_sql=True,
-                method=ReadFromBigQuery.Method.DIRECT_READ,
-                temp_dataset=_dataset(self._config.temp_dataset, project),
-                query_priority=BigQueryQueryPriority.INTERACTIVE,
-            )
-        else:
-            source = self._config.input_table
-            table = parse_table_reference(source, project=project)
-            read = ReadFromBigQuery(
-                table=table,
-                method=ReadFromBigQuery.Method.DIRECT_READ,
-                temp_dataset=bigquery_api.DatasetReference(projectId=table.projectId, datasetId=table.datasetId),
-            )
-        return pbegin | "ReadBigQuery" >> read | "WithSource" >> beam.Map(lambda row: (source, row))
 
 
 def _json_text(value: Any) -> str:

@@ -17,7 +17,7 @@ from tensorflow.core.example import example_pb2
 from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder, RecordBatchToExamplesEncoder
 
 from transforms.config import FeatureTypes
-from transforms.examples import example_features, text_if_utf8
+from transforms.records.examples import example_features, text_if_utf8
 
 Value = float | int | str | bytes
 FeatureValue = Value | list[Value]

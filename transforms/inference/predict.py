@@ -12,10 +12,10 @@ from tfx_bsl.public.proto import model_spec_pb2
 
 from transforms.config import Batching, ModelSpec
 from transforms.dead_letters import record_dead_letter
-from transforms.model_cache import stage_model, stage_saved_model_proto
-from transforms.postprocess import outputs_by_example
-from transforms.prediction_logs import build_prediction_logs
-from transforms.records import Record
+from transforms.inference.model_cache import stage_model, stage_saved_model_proto
+from transforms.inference.postprocess import outputs_by_example
+from transforms.inference.prediction_logs import build_prediction_logs
+from transforms.records.parsing import Record
 
 INFERENCE_STAGE = "inference"
 DEAD_LETTERS = "dead_letters"
@@ -101,7 +101,7 @@ class PredictionLogModelHandler(_DelegatingModelHandler):
     """tfx-bsl's predict handler, its PredictionLogs built once per batch instead of once per example.
 
     tfx-bsl still loads the model, resolves the signature and runs the session; the logs are the same
-    (transforms/prediction_logs.py), without a `tf.make_tensor_proto` call per example per output.
+    (transforms/inference/prediction_logs.py), without a `tf.make_tensor_proto` call per example per output.
     """
 
     def run_inference(self, batch: Sequence[Any], model: Any, inference_args=None) -> list[Any]:

@@ -1,0 +1,1 @@
+"""Writing: rows and dead letters encoded once, then to files, BigQuery and Pub/Sub."""
