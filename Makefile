@@ -89,8 +89,10 @@ bqemulator: $(BQEMULATOR)
 terraform-check: $(CHECKOV) $(SCHEMAS)
 	$(BIN)/pytest tests/test_terraform*.py tests/test_cloudbuild.py tests/test_table_schemas.py
 
+# One pytest worker per core, a test file each: the suite's time is mostly emulators and runs of main.py waiting,
+# and a file keeps the emulators and models its tests share.
 test: lint $(CHECKOV) $(SCHEMAS) $(BQEMULATOR)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 # Recompile the pins after editing requirements.in or requirements-dev.in.
 lock: $(INSTALLED)
