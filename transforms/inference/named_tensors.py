@@ -87,7 +87,8 @@ class NamedInput:
         return given.astype(self.dtype)
 
     def _floats(self, given: np.ndarray) -> np.ndarray:
-        held = given.astype(self.dtype)
+        with np.errstate(over="ignore"):  # an overflow is reported below, naming the feature
+            held = given.astype(self.dtype)
         if np.any(np.isinf(held) & np.isfinite(given)):
             raise ValueError(
                 f"feature {self.feature!r} ({_shown(given.tolist())}) overflows input {self.alias!r} ({self.tf_dtype})"
