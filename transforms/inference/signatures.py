@@ -174,7 +174,14 @@ def serving_signature(
         raise ParameterError(
             f"model {uri} has no signature {signature_name!r}; signatures found: {', '.join(signatures) or 'none'}"
         )
-    signature = signatures[signature_name]
+    return checked_signature(uri, signatures[signature_name], input_features)
+
+
+def checked_signature(
+    uri: str, signature: Signature, input_features: Mapping[str, str] = MappingProxyType({})
+) -> Signature:
+    """The signature if the template can serve it (its kind settled by `input_features`), else ParameterError."""
+    signature_name = signature.name
     if signature.method not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
         raise ParameterError(
             f"model {uri}: signature {signature_name!r} has method {signature.method!r}; the template serves "
