@@ -346,3 +346,25 @@ def test_classify_and_regress_in_multi_model_patterns(run_main, models, tmp_path
     assert run.returncode == 0, run.stderr
     (row,) = run.rows()
     assert [p["outputs"]["classes"] for p in row["predictions"]] == [["neg", "pos"], ["neg", "pos"]]
+
+
+def test_the_demo_keras_export_serves_its_csv(run_main, demo_models, demo_data):
+    from tools.demo import delivery_minutes
+
+    run = run_main(
+        "--pattern=postprocess",
+        f"--model_uris={demo_models['delivery_minutes']}",
+        f"--input={demo_data}/deliveries.csv",
+        "--feature_types=weather:bytes",
+        "--input_features=distance_km:km",
+    )
+    assert run.returncode == 0, run.stderr
+    rows = run.rows()
+    assert len(rows) == 97
+    for row in rows:
+        record = row["input"]
+        expected = delivery_minutes(record["km"], int(record["items"]), record["weather"])
+        assert abs(row["predictions"][0]["outputs"]["minutes"][0] - expected) < 0.5
+    letters = sorted((d["key"], d["stage"]) for d in run.dead_letters())
+    assert letters == [("order-010", "encode"), ("order-020", "parse"), ("order-030", "parse")]
+    assert "reconciled               yes" in run.stdout
