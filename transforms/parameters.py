@@ -65,7 +65,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter(
         "model_uris",
         "Model URIs",
-        "Comma-separated SavedModel directories whose serving signature takes serialized tf.train.Examples. "
+        "Comma-separated SavedModel directories, each with the signature --signature_name names (serialized "
+        "tf.train.Examples, named tensors, classify or regress). "
         "Exactly one for predict, postprocess and keyed; two or more, in order, for the multi_ patterns.",
         optional=False,
         regexes=(rf"^{_PATH}(,{_PATH})*$",),
