@@ -368,3 +368,28 @@ def test_the_demo_keras_export_serves_its_csv(run_main, demo_models, demo_data):
     letters = sorted((d["key"], d["stage"]) for d in run.dead_letters())
     assert letters == [("order-010", "encode"), ("order-020", "parse"), ("order-030", "parse")]
     assert "reconciled               yes" in run.stdout
+
+
+def test_a_record_the_named_tensor_model_fails_on_costs_only_itself(run_main, tmp_path):
+    """The batch is halved until the record the model refuses stands alone: one `inference` dead letter."""
+    module = tf.Module()
+
+    def below_1000(x):
+        with tf.control_dependencies([tf.debugging.assert_less(x, 1000.0, message="x must be below 1000")]):
+            return {"y": 10 * x}
+
+    module.serve = tf.function(below_1000, input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    tf.saved_model.save(module, str(tmp_path / "below_1000"), signatures={"serving_default": module.serve})
+    records = [{"key": f"k{x}", "x": float(x)} for x in (1, 2, 999, 1000, 3, 5000, 4)]
+    run = run_main(
+        "--pattern=postprocess",
+        f"--model_uris={tmp_path / 'below_1000'}",
+        f"--input={write_jsonl(tmp_path / 'in.jsonl', records)}",
+    )
+    assert run.returncode == 0, run.stderr
+    assert sorted(row["key"] for row in run.rows()) == ["k1", "k2", "k3", "k4", "k999"]
+    assert all(row["predictions"][0]["outputs"]["y"] == [10 * row["input"]["x"]] for row in run.rows())
+    letters = sorted((d["key"], d["stage"], d["model"]) for d in run.dead_letters())
+    assert letters == [("k1000", "inference", "below_1000"), ("k5000", "inference", "below_1000")]
+    assert all("x must be below 1000" in d["message"] for d in run.dead_letters())
+    assert "reconciled               yes" in run.stdout

@@ -89,7 +89,7 @@ class NamedInput:
     def _floats(self, given: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):  # an overflow is reported below, naming the feature
             held = given.astype(self.dtype)
-        if np.any(np.isinf(held) & np.isfinite(given)):
+        if not np.isfinite(held).all() and np.any(np.isinf(held) & np.isfinite(given)):
             raise ValueError(
                 f"feature {self.feature!r} ({_shown(given.tolist())}) overflows input {self.alias!r} ({self.tf_dtype})"
             )

@@ -141,7 +141,7 @@ def _check_named_inputs(uri: str, signature: Signature) -> None:
             raise ParameterError(
                 f"{where} is {info.dtype}; named inputs the template can build are {', '.join(NAMED_INPUT_DTYPES)}"
             )
-        if info.shape is None or not info.shape or info.shape[0] not in (-1, None):
+        if info.shape is None or not info.shape or info.shape[0] != -1:
             raise ParameterError(
                 f"{where} has shape {_shown_shape(info.shape)}; expected a first (batch) dimension of any size"
             )
