@@ -16,7 +16,7 @@ from expect import assert_close
 from test_end_to_end import read_prediction_logs
 
 from transforms.config import ParameterError
-from transforms.inference.named_tensors import NamedInput
+from transforms.inference.named_tensors import NamedInput, RecordTensors
 from transforms.inference.signatures import (
     CLASSIFY,
     EXAMPLES,
@@ -162,6 +162,19 @@ def test_values_the_input_cannot_hold_exactly_are_refused(dtype, value, message)
     with pytest.raises(ValueError) as error:
         NamedInput(TensorInfo("in", dtype, (-1,), "in:0"), "f").value(value)
     assert message in str(error.value)
+
+
+def test_a_batch_is_built_at_once_as_each_record_alone_would_be(models):
+    tensors = RecordTensors(serving_signature(models["scorer"], "serving_default"), {})
+    features = [{name: value for name, value in record.items() if name != "key"} for record in GOOD]
+    whole = tensors.batch(features)
+    for built, alone in zip(whole, [tensors(f) for f in features], strict=True):
+        assert built.keys() == alone.keys()
+        for alias, value in alone.items():
+            assert built[alias].dtype == value.dtype and built[alias].tolist() == value.tolist()
+    for record, _ in BAD:
+        with pytest.raises(ValueError):
+            tensors.batch([*features, {name: value for name, value in record.items() if name != "key"}])
 
 
 @pytest.mark.parametrize("pattern", ["postprocess", "keyed"])

@@ -33,6 +33,9 @@ class RecordTensorsInput:
     def __call__(self, pending: Pending) -> ModelInput:
         return self._tensors(pending.record.features)
 
+    def batch(self, batch: list[Pending]) -> list[ModelInput]:
+        return self._tensors.batch([pending.record.features for pending in batch])
+
 
 class ChainedExample:
     """multi_sequence: the record's features, `feature` set to the previous model's `output`, as an Example.
@@ -85,6 +88,13 @@ class _ModelInput(beam.DoFn):
         self._example_of = example_of
 
     def process(self, batch: list[Pending]) -> Iterable:
+        whole_batch = getattr(self._example_of, "batch", None)
+        if whole_batch is not None:  # named tensors: one NumPy conversion per input for the whole batch
+            try:
+                yield list(zip(batch, whole_batch(batch), strict=True))
+                return
+            except ValueError:
+                pass  # some record does not fit: each is built on its own below, to find which
         examples = []
         for pending in batch:
             try:
