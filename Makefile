@@ -20,14 +20,14 @@ $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(INSTALLED)
 
-$(MODELS)/multiply_by_5/saved_model.pb $(MODELS)/multiply_by_10/saved_model.pb &: $(INSTALLED) tools/demo.py tools/export.py
+$(MODELS)/multiply_by_5/saved_model.pb $(MODELS)/multiply_by_10/saved_model.pb $(MODELS)/delivery_minutes/saved_model.pb &: $(INSTALLED) tools/demo.py tools/export.py
 	$(PY) -m tools.demo --what models
 
-$(DATA)/numbers.csv: $(INSTALLED) tools/demo.py tools/convert.py
+$(DATA)/numbers.csv $(DATA)/deliveries.csv &: $(INSTALLED) tools/demo.py tools/convert.py
 	$(PY) -m tools.demo --what data
 
-models: $(MODELS)/multiply_by_5/saved_model.pb
-data: $(DATA)/numbers.csv
+models: $(MODELS)/multiply_by_5/saved_model.pb $(MODELS)/delivery_minutes/saved_model.pb
+data: $(DATA)/numbers.csv $(DATA)/deliveries.csv
 
 demo: models data
 	$(RUN) --pattern=predict --model_uris=$(MODELS)/multiply_by_5 --input=$(DATA)/numbers.tfrecord --output=$(DEMO_OUT)/predict
@@ -35,6 +35,7 @@ demo: models data
 	$(RUN) --pattern=keyed --model_uris=$(MODELS)/multiply_by_5 --input=$(DATA)/numbers.csv --output=$(DEMO_OUT)/keyed
 	$(RUN) --pattern=multi_parallel --model_uris=$(MODELS)/multiply_by_5,$(MODELS)/multiply_by_10 --input=$(DATA)/numbers.csv --output=$(DEMO_OUT)/multi_parallel
 	$(RUN) --pattern=multi_sequence --model_uris=$(MODELS)/multiply_by_5,$(MODELS)/multiply_by_10 --input=$(DATA)/numbers.jsonl --output=$(DEMO_OUT)/multi_sequence
+	$(RUN) --pattern=postprocess --model_uris=$(MODELS)/delivery_minutes --input=$(DATA)/deliveries.csv --feature_types=weather:bytes --input_features=distance_km:km --output=$(DEMO_OUT)/named_tensors
 	@echo "outputs and dead letters are under $(DEMO_OUT)/"
 
 # Streaming: the Pub/Sub emulator, the keyed pattern reading a subscription, predictions printed as they arrive.

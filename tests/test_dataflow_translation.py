@@ -63,3 +63,26 @@ def test_bigquery_sources_and_sinks_translate_for_dataflow(run_main, models_for,
     )
     assert run.returncode == 0, run.stderr
     assert "pattern keyed submitted to DataflowRunner" in run.stdout
+
+
+@pytest.mark.parametrize("pattern", ["predict", "postprocess", "keyed", "multi_parallel", "multi_sequence"])
+def test_each_pattern_translates_for_dataflow_with_a_named_tensor_model(run_main, demo_models, demo_data, pattern):
+    """The Keras 3 export of the demo, fed from CSV columns; the multi_ patterns run it twice, chained via `km`."""
+    model = demo_models["delivery_minutes"]
+    models = (
+        (f"--model_uris={model},{model}", "--model_names=first,second")
+        if "multi" in pattern
+        else (f"--model_uris={model}",)
+    )
+    run = run_main(
+        f"--pattern={pattern}",
+        *models,
+        f"--input={demo_data}/deliveries.csv",
+        "--feature_types=weather:bytes",
+        "--input_features=distance_km:km",
+        "--chain_feature=km",
+        *DATAFLOW,
+        output="gs://test-bucket/out/result",
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"pattern {pattern} submitted to DataflowRunner" in run.stdout

@@ -193,8 +193,8 @@ def test_batch_sizes_are_honoured(run_main, demo_models, demo_data):
             "has no readable saved_model.pb",
         ),
         (
-            ["--pattern=keyed", "--model_uris=FLOATMODEL", "--input=DATA/numbers.csv"],
-            "no serving signature taking a serialized tf.Example",
+            ["--pattern=keyed", "--model_uris=FLOATMODEL", "--input=DATA/numbers.csv", "--input_features=x:celsius"],
+            "input 'x' (mapped to feature 'celsius' by --input_features) of model",
         ),
         (["--pattern=keyed", "--model_uris=MODEL5", "--input=DATA/numbers.parquet"], "no files match"),
         (["--pattern=keyed", "--model_uris=MODEL5", "--input=DATA/numbers.*"], "cannot tell the format"),

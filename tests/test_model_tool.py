@@ -51,3 +51,10 @@ def test_add_signature_wraps_a_two_input_keras_model(tmp_path, capsys):
 def test_add_signature_rejects_a_bad_feature_spec(tmp_path, capsys):
     assert model_tool(["add-signature", "unused.keras", str(tmp_path / "x"), "--feature", "a:double"]) == 2
     assert "has type 'double'" in capsys.readouterr().err
+
+
+def test_inspect_shows_the_kind_and_the_inputs_the_template_builds(float_input_model, capsys):
+    assert model_tool(["inspect", float_input_model, "--input_features=x:celsius"]) == 0
+    out = capsys.readouterr().out
+    assert "signature 'serving_default' (tensorflow/serving/predict): takes named tensors" in out
+    assert "the template builds, per record:\n      x <- feature 'celsius': 1 value(s), DT_FLOAT of shape (1)" in out

@@ -32,7 +32,9 @@ class LosesOneRecord(beam.PTransform):
 def test_a_local_run_whose_counts_do_not_reconcile_exits_1(monkeypatch, capsys, demo_models, demo_data, tmp_path):
     real = pipeline.pattern_transform
     monkeypatch.setattr(
-        pipeline, "pattern_transform", lambda config, chain: LosesOneRecord(real(config, chain), "device-042")
+        pipeline,
+        "pattern_transform",
+        lambda config, chain, signatures: LosesOneRecord(real(config, chain, signatures), "device-042"),
     )
     output = tmp_path / "out" / "rows"
     code = main.main(

@@ -54,6 +54,19 @@ class FeatureTypes:
         return cls(default, MappingProxyType(by_name))
 
 
+def parse_input_features(text: str | None) -> Mapping[str, str]:
+    """--input_features: named input -> the feature it is built from, each input named once."""
+    mapping = {}
+    for item in filter(None, (text or "").split(",")):
+        alias, _, feature = item.partition(":")
+        if not alias or not feature:
+            raise ParameterError(f"--input_features item {item!r} is not input:feature")
+        if alias in mapping:
+            raise ParameterError(f"--input_features maps input {alias!r} twice")
+        mapping[alias] = feature
+    return MappingProxyType(mapping)
+
+
 @dataclass(frozen=True)
 class Batching:
     """Batch sizes the source gathers records into: each batch travels whole to the sinks and is the model's batch."""
@@ -79,6 +92,7 @@ class InferenceConfig:
     output_topic: str | None = None
     dead_letter_topic: str | None = None
     feature_types: FeatureTypes = FeatureTypes()
+    input_features: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     signature_name: str = "serving_default"
     batching: Batching = Batching()
     chain_feature: str = "x"
@@ -262,5 +276,6 @@ def config_from_args(args: argparse.Namespace) -> InferenceConfig:
         models=models_from_args(args.pattern, args.model_uris, args.model_names),
         dead_letter=_default_dead_letter(args),
         feature_types=FeatureTypes.parse(args.default_feature_type, args.feature_types),
+        input_features=parse_input_features(args.input_features),
         batching=Batching(args.min_batch_size, args.max_batch_size),
     )

@@ -65,7 +65,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter(
         "model_uris",
         "Model URIs",
-        "Comma-separated SavedModel directories whose serving signature takes serialized tf.train.Examples. "
+        "Comma-separated SavedModel directories, each with the signature --signature_name names (serialized "
+        "tf.train.Examples, named tensors, classify or regress). "
         "Exactly one for predict, postprocess and keyed; two or more, in order, for the multi_ patterns.",
         optional=False,
         regexes=(rf"^{_PATH}(,{_PATH})*$",),
@@ -206,6 +207,15 @@ PARAMETERS: tuple[Parameter, ...] = (
         regexes=(rf"^{_NAME}:(float|int|bytes)(,{_NAME}:(float|int|bytes))*$",),
     ),
     Parameter(
+        "input_features",
+        "Input features",
+        "For models whose signature takes named tensors: comma-separated input:feature pairs for inputs built "
+        "from a feature of another name (every other input is built from the feature of its own name). Naming "
+        "the single DT_STRING input of a signature here feeds it that feature's text, not a serialized "
+        "tf.train.Example.",
+        regexes=(rf"^{_NAME}:{_NAME}(,{_NAME}:{_NAME})*$",),
+    ),
+    Parameter(
         "default_feature_type",
         "Default feature type",
         "The tf.train.Example type of every feature not named in feature_types.",
@@ -216,7 +226,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter(
         "signature_name",
         "Signature name",
-        "The SavedModel signature to call; it must take one DT_STRING input of serialized tf.train.Examples.",
+        "The SavedModel signature to call: a predict signature taking serialized tf.train.Examples or named "
+        "tensors, or a classify or regress signature.",
         default="serving_default",
         regexes=(rf"^{_NAME}$",),
     ),

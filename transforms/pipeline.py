@@ -18,7 +18,7 @@ from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from transforms.config import InferenceConfig, ParameterError, config_from_args
 from transforms.inference.patterns import pattern_transform
-from transforms.inference.signatures import serving_signature
+from transforms.inference.signatures import NAMED_TENSORS, Signature, input_feature, serving_signature
 from transforms.parameters import build_parser
 from transforms.progress import ProgressBoard, wait_until
 from transforms.reading.sources import InputPlan, plan_input, source_transform
@@ -33,9 +33,50 @@ def parse_arguments(argv: Sequence[str]) -> tuple[InferenceConfig, PipelineOptio
     return config_from_args(args), PipelineOptions(beam_args), args.log_level
 
 
-def chain_outputs(config: InferenceConfig) -> tuple[str, ...]:
-    """Check every model's serving signature; for multi_sequence, the output alias each step passes on."""
-    signatures = [serving_signature(model.uri, config.signature_name) for model in config.models]
+def model_signatures(config: InferenceConfig, plan: InputPlan | None) -> tuple[Signature, ...]:
+    """Every model's serving signature, checked: its kind, and for named tensors that each input has a feature."""
+    signatures = tuple(
+        serving_signature(model.uri, config.signature_name, config.input_features) for model in config.models
+    )
+    check_input_features(config, signatures, plan)
+    return signatures
+
+
+def check_input_features(config: InferenceConfig, signatures: Sequence[Signature], plan: InputPlan | None) -> None:
+    """Every --input_features input is one a model takes; for CSV, every named input has a column to come from.
+
+    In multi_sequence, an input built from --chain_feature after the first model is the previous model's output.
+    Other formats carry their feature names per record: a missing one is that record's `encode` dead letter.
+    """
+    named = [(model, signature) for model, signature in zip(config.models, signatures, strict=True)]
+    named = [(model, signature) for model, signature in named if signature.kind == NAMED_TENSORS]
+    taken = {info.alias for _, signature in named for info in signature.inputs}
+    unknown = sorted(set(config.input_features) - taken)
+    if unknown:
+        raise ParameterError(
+            f"--input_features maps input(s) {', '.join(unknown)}, which no model takes as a named tensor; "
+            f"named inputs: {', '.join(sorted(taken)) or 'none'}"
+        )
+    if plan is None or plan.format != "csv":
+        return
+    columns = [column for column in plan.header if column != config.key_field]
+    for model, signature in named:
+        chained = config.pattern == "multi_sequence" and config.models.index(model) > 0
+        for info in signature.inputs:
+            feature = input_feature(info.alias, config.input_features)
+            if chained and feature == config.chain_feature:
+                continue
+            if feature not in columns:
+                mapped = f" (mapped to feature {feature!r} by --input_features)" if feature != info.alias else ""
+                raise ParameterError(
+                    f"input {info.alias!r}{mapped} of model {model.uri} has no feature of that name in the CSV "
+                    f"header of {plan.header_file} (columns: {', '.join(columns)}); map it to a column with "
+                    f"--input_features={info.alias}:COLUMN"
+                )
+
+
+def chain_outputs(config: InferenceConfig, signatures: Sequence[Signature]) -> tuple[str, ...]:
+    """For multi_sequence, the output alias each step passes on to the next model."""
     if config.pattern != "multi_sequence":
         return ()
     outputs = []
@@ -56,10 +97,14 @@ def chain_outputs(config: InferenceConfig) -> tuple[str, ...]:
 
 
 def build_pipeline(
-    pipeline: beam.Pipeline, config: InferenceConfig, plan: InputPlan | None, chain: Sequence[str]
+    pipeline: beam.Pipeline,
+    config: InferenceConfig,
+    plan: InputPlan | None,
+    chain: Sequence[str],
+    signatures: Sequence[Signature],
 ) -> None:
     records, parse_failures = pipeline | "Read" >> source_transform(config, plan)
-    results, failures = records | config.pattern >> pattern_transform(config, tuple(chain))
+    results, failures = records | config.pattern >> pattern_transform(config, tuple(chain), tuple(signatures))
     refused_rows = results | "WriteResults" >> write_results(config)
     dead_letters = (parse_failures, failures, refused_rows) | "AllDeadLetters" >> beam.Flatten()
     dead_letters | "WriteDeadLetters" >> write_dead_letters(config) | "Unwritable" >> LogUnwritable()
@@ -143,13 +188,14 @@ def run(config: InferenceConfig, options: PipelineOptions) -> int:
     options.view_as(StandardOptions).streaming |= config.streaming
     check_load_location(config, options)
     plan = plan_input(config) if config.input else None
-    chain = chain_outputs(config)
+    signatures = model_signatures(config, plan)
+    chain = chain_outputs(config, signatures)
     started = time.monotonic()
     board = progress_board(config, options)
     if board is not None:
         config = replace(config, live_counts=board.counts())
     pipeline = beam.Pipeline(runner=local_runner(options), options=options)
-    build_pipeline(pipeline, config, plan, chain)
+    build_pipeline(pipeline, config, plan, chain, signatures)
     with board or contextlib.nullcontext():
         result = pipeline.run()
         if not is_local(options):

@@ -8,8 +8,10 @@ import apache_beam as beam
 
 from transforms.config import InferenceConfig, ModelSpec
 from transforms.dead_letters import record_dead_letter
+from transforms.inference.named_tensors import ModelInput, RecordTensors
 from transforms.inference.postprocess import ModelPrediction
 from transforms.inference.predict import DEAD_LETTERS, Pending, Predict
+from transforms.inference.signatures import NAMED_TENSORS, Signature
 from transforms.records.examples import encode_example
 from transforms.records.parsing import Record
 
@@ -22,25 +24,57 @@ def record_example(pending: Pending) -> bytes:
     return pending.record.model_input or encode_example(pending.record.features)
 
 
-class ChainedExample:
-    """multi_sequence: the record's features, `feature` set to the previous model's `output`, as an Example."""
+class RecordTensorsInput:
+    """What a named-tensor model sees first: the record's features as its named inputs."""
 
-    def __init__(self, feature: str, output: str):
+    def __init__(self, tensors: RecordTensors):
+        self._tensors = tensors
+
+    def __call__(self, pending: Pending) -> ModelInput:
+        return self._tensors(pending.record.features)
+
+    def batch(self, batch: list[Pending]) -> list[ModelInput]:
+        return self._tensors.batch([pending.record.features for pending in batch])
+
+
+class ChainedExample:
+    """multi_sequence: the record's features, `feature` set to the previous model's `output`, as an Example.
+
+    With `tensors`, the features become a named-tensor model's inputs instead, the chained one among them.
+    """
+
+    def __init__(self, feature: str, output: str, tensors: RecordTensors | None = None):
         self.feature = feature
         self.output = output
+        self._tensors = tensors
 
-    def __call__(self, pending: Pending) -> bytes:
+    def __call__(self, pending: Pending) -> bytes | ModelInput:
         previous = pending.predictions[-1]
         if self.output not in previous.outputs:
             raise ValueError(f"model {previous.model} returned no output {self.output!r} to chain")
         values = previous.outputs[self.output]
+        features = {**pending.record.features, self.feature: values}
         try:
-            return encode_example({**pending.record.features, self.feature: values})
+            return self._tensors(features) if self._tensors else encode_example(features)
         except (TypeError, ValueError) as error:
+            target = "the next model's inputs" if self._tensors else "a tf.train.Example"
             raise ValueError(
                 f"output {self.output!r} of model {previous.model} ({str(values)[:80]}) cannot be feature "
-                f"{self.feature!r} of a tf.train.Example: {error}"
+                f"{self.feature!r} of {target}: {error}"
             ) from None
+
+
+def first_input(signature: Signature, config: InferenceConfig) -> Callable[[Pending], bytes | ModelInput]:
+    """What a model fed straight from the record sees: its Example, or its named tensors."""
+    if signature.kind == NAMED_TENSORS:
+        return RecordTensorsInput(RecordTensors(signature, config.input_features))
+    return record_example
+
+
+def chained_input(signature: Signature, config: InferenceConfig, output: str) -> ChainedExample:
+    """What a model after the first in multi_sequence sees: the previous model's `output` chained in."""
+    tensors = RecordTensors(signature, config.input_features) if signature.kind == NAMED_TENSORS else None
+    return ChainedExample(config.chain_feature, output, tensors)
 
 
 class _ModelInput(beam.DoFn):
@@ -54,6 +88,13 @@ class _ModelInput(beam.DoFn):
         self._example_of = example_of
 
     def process(self, batch: list[Pending]) -> Iterable:
+        whole_batch = getattr(self._example_of, "batch", None)
+        if whole_batch is not None:  # named tensors: one NumPy conversion per input for the whole batch
+            try:
+                yield list(zip(batch, whole_batch(batch), strict=True))
+                return
+            except ValueError:
+                pass  # some record does not fit: each is built on its own below, to find which
         examples = []
         for pending in batch:
             try:
@@ -87,34 +128,35 @@ class _Collected:
 
 
 class PredictAndCollect(beam.PTransform):
-    """Batches of (Pending, Example) through one model; each Pending comes out with that model's outputs added."""
+    """Batches of (Pending, model input) through one model; each Pending comes out with its outputs added."""
 
-    def __init__(self, model: ModelSpec, config: InferenceConfig):
+    def __init__(self, model: ModelSpec, signature: Signature, config: InferenceConfig):
         super().__init__()
         self._model = model
+        self._signature = signature
         self._config = config
 
     def expand(self, examples: beam.PCollection):
-        outputs, failures = examples | "Predict" >> Predict(
-            self._model, self._config.signature_name, self._config.batching
-        )
+        outputs, failures = examples | "Predict" >> Predict(self._model, self._signature, self._config.batching)
         return outputs | "Collect" >> beam.Map(_Collected(self._model.name)), failures
 
 
 class PredictionLogs(beam.PTransform):
     """Pattern 1, predict: batches of records in, batches of (Pending, PredictionLog) out."""
 
-    def __init__(self, config: InferenceConfig):
+    def __init__(self, config: InferenceConfig, signature: Signature):
         super().__init__()
         self._config = config
+        self._signature = signature
 
     def expand(self, records: beam.PCollection):
         model = self._config.models[0]
+        example_of = first_input(self._signature, self._config)
         examples, encode_failures = encode(
-            records | "Pending" >> beam.Map(pending_batch), "Encode", ENCODE_STAGE, record_example
+            records | "Pending" >> beam.Map(pending_batch), "Encode", ENCODE_STAGE, example_of
         )
         logs, failures = examples | model.name >> Predict(
-            model, self._config.signature_name, self._config.batching, prediction_logs=True
+            model, self._signature, self._config.batching, prediction_logs=True
         )
         return logs, (encode_failures, failures) | "DeadLetters" >> beam.Flatten()
 
@@ -126,22 +168,23 @@ class SequentialPredictions(beam.PTransform):
     key rides along in the Pending record and never reaches the model.
     """
 
-    def __init__(self, config: InferenceConfig, chain_outputs: tuple[str, ...]):
+    def __init__(self, config: InferenceConfig, chain_outputs: tuple[str, ...], signatures: tuple[Signature, ...]):
         super().__init__()
         self._config = config
         self._chain_outputs = chain_outputs
+        self._signatures = signatures
 
     def expand(self, records: beam.PCollection):
         pending = records | "Pending" >> beam.Map(pending_batch)
         dead_letters = []
-        for index, model in enumerate(self._config.models):
+        for index, (model, signature) in enumerate(zip(self._config.models, self._signatures, strict=True)):
             if index == 0:
-                stage, example_of = ENCODE_STAGE, record_example
+                stage, example_of = ENCODE_STAGE, first_input(signature, self._config)
             else:
                 stage = CHAIN_STAGE
-                example_of = ChainedExample(self._config.chain_feature, self._chain_outputs[index - 1])
+                example_of = chained_input(signature, self._config, self._chain_outputs[index - 1])
             examples, encode_failures = encode(pending, f"Encode {model.name}", stage, example_of)
-            pending, failures = examples | model.name >> PredictAndCollect(model, self._config)
+            pending, failures = examples | model.name >> PredictAndCollect(model, signature, self._config)
             dead_letters += [encode_failures, failures]
         return pending, dead_letters | "DeadLetters" >> beam.Flatten()
 
@@ -160,30 +203,43 @@ class ParallelPredictions(beam.PTransform):
     Each record is encoded once and carries its Example and its predictions from model to model in
     one fused pass, so its results are "joined" without a shuffle or state, records with equal keys
     can never mix, and a record is complete the moment its last model answers (streaming included).
-    The first model that fails on a record makes it one dead letter.
+    The first model that fails on a record makes it one dead letter. A named-tensor model's inputs are built
+    just before it, as each such model takes its own; a record whose inputs cannot be is an `encode` dead letter.
     """
 
-    def __init__(self, config: InferenceConfig):
+    def __init__(self, config: InferenceConfig, signatures: tuple[Signature, ...]):
         super().__init__()
         self._config = config
+        self._signatures = signatures
 
     def expand(self, records: beam.PCollection):
-        examples, encode_failures = encode(
-            records | "Pending" >> beam.Map(pending_batch), "Encode", ENCODE_STAGE, record_example
-        )
-        pending = examples | "KeepExample" >> beam.Map(_keeping_example)
-        dead_letters = [encode_failures]
-        for model in self._config.models:
-            inputs = pending | f"Input {model.name}" >> beam.Map(_with_its_example)
-            pending, failures = inputs | model.name >> PredictAndCollect(model, self._config)
+        pending = records | "Pending" >> beam.Map(pending_batch)
+        dead_letters = []
+        if any(signature.kind != NAMED_TENSORS for signature in self._signatures):
+            examples, encode_failures = encode(pending, "Encode", ENCODE_STAGE, record_example)
+            pending = examples | "KeepExample" >> beam.Map(_keeping_example)
+            dead_letters.append(encode_failures)
+        for model, signature in zip(self._config.models, self._signatures, strict=True):
+            if signature.kind == NAMED_TENSORS:
+                tensors = first_input(signature, self._config)
+                inputs, encode_failures = encode(pending, f"Encode {model.name}", ENCODE_STAGE, tensors)
+                dead_letters.append(encode_failures)
+            else:
+                inputs = pending | f"Input {model.name}" >> beam.Map(_with_its_example)
+            pending, failures = inputs | model.name >> PredictAndCollect(model, signature, self._config)
             dead_letters.append(failures)
         return pending, dead_letters | "DeadLetters" >> beam.Flatten()
 
 
-def pattern_transform(config: InferenceConfig, chain_outputs: tuple[str, ...]) -> beam.PTransform:
-    """The composite PTransform of --pattern: batches of records in, (batches of results, dead letters) out."""
+def pattern_transform(
+    config: InferenceConfig, chain_outputs: tuple[str, ...], signatures: tuple[Signature, ...]
+) -> beam.PTransform:
+    """The composite PTransform of --pattern: batches of records in, (batches of results, dead letters) out.
+
+    `signatures` are the models' checked serving signatures, in model order: their kinds say what each is fed.
+    """
     if config.pattern == "predict":
-        return PredictionLogs(config)
+        return PredictionLogs(config, signatures[0])
     if config.pattern == "multi_parallel":
-        return ParallelPredictions(config)
-    return SequentialPredictions(config, chain_outputs)
+        return ParallelPredictions(config, signatures)
+    return SequentialPredictions(config, chain_outputs, signatures)

@@ -13,8 +13,10 @@ from tfx_bsl.public.proto import model_spec_pb2
 from transforms.config import Batching, ModelSpec
 from transforms.dead_letters import record_dead_letter
 from transforms.inference.model_cache import stage_model, stage_saved_model_proto
+from transforms.inference.named_tensors import NamedTensorModelHandler
 from transforms.inference.postprocess import outputs_by_example
 from transforms.inference.prediction_logs import build_prediction_logs
+from transforms.inference.signatures import EXAMPLES, NAMED_TENSORS, Signature
 from transforms.records.parsing import Record
 
 INFERENCE_STAGE = "inference"
@@ -166,6 +168,20 @@ def inference_spec(model_path: str, signature_name: str, batching: Batching) -> 
     )
 
 
+def model_handler(local_path: str, signature: Signature, batching: Batching, prediction_logs: bool) -> ModelHandler:
+    """The engine for the signature's kind: ours for named tensors, tfx-bsl's for the others.
+
+    tfx-bsl's own PredictionLogs are kept for classify and regress (classify_log, regress_log), which it builds
+    from its Classification and Regression results.
+    """
+    if signature.kind == NAMED_TENSORS:
+        return NamedTensorModelHandler(local_path, signature, prediction_logs)
+    base = CreateModelHandler(inference_spec(local_path, signature.name, batching))
+    if not prediction_logs:
+        return OutputsModelHandler(base)
+    return PredictionLogModelHandler(base) if signature.kind == EXAMPLES else base
+
+
 class _SplitFailures(beam.DoFn):
     def __init__(self, model_name: str):
         self._model_name = model_name
@@ -192,21 +208,21 @@ def _batch_dead_letters(failed: tuple[list, BaseException], model_name: str) -> 
 
 
 class Predict(beam.PTransform):
-    """Batches of (Pending, serialized Example) through one model, and dead letters for the examples it fails on.
+    """Batches of (Pending, model input) through one model, and dead letters for the records it fails on.
 
+    The model input is a serialized Example, or for a named-tensor signature a dict of the record's NumPy values.
     Out come batches of (Pending, PredictionLog) pairs with `prediction_logs`, else of (Pending, {alias: values}).
-    tfx-bsl's model handler is the engine; Beam's RunInference around it runs each batch as the source made
-    it and pairs each example with its Pending record, so nothing needs joining back afterwards.
+    The signature's kind picks the engine (`model_handler`); Beam's RunInference around it runs each batch as the
+    source made it and pairs each example with its Pending record, so nothing needs joining back afterwards.
     """
 
-    def __init__(self, model: ModelSpec, signature_name: str, batching: Batching, prediction_logs: bool = False):
+    def __init__(self, model: ModelSpec, signature: Signature, batching: Batching, prediction_logs: bool = False):
         super().__init__()
         self._model = model
         # tfx-bsl reads the model's signatures (saved_model.pb) when its handler is built: only that file is
         # copied here, in the launcher; every worker stages the whole model into the same local path to load it.
         local_path = stage_saved_model_proto(model.uri)
-        base = CreateModelHandler(inference_spec(local_path, signature_name, batching))
-        handler = PredictionLogModelHandler(base) if prediction_logs else OutputsModelHandler(base)
+        handler = model_handler(local_path, signature, batching, prediction_logs)
         self._handler = RecordBatchHandler(IsolatingModelHandler(StagedModelHandler(handler, model.uri, local_path)))
 
     def expand(self, examples: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:

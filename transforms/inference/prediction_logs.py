@@ -74,3 +74,38 @@ def build_prediction_logs(
                 encoding.append(tensor, rows[alias][i])
         logs.append(log)
     return logs
+
+
+def _fill(tensor, encoding: _OutputEncoding, row: np.ndarray) -> None:
+    tensor.dtype = encoding.dtype
+    tensor.tensor_shape.CopyFrom(encoding.shape)
+    if encoding.as_bytes:
+        tensor.tensor_content = row.tobytes()
+    else:
+        encoding.append(tensor, row)
+
+
+def build_tensor_prediction_logs(
+    inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray], signature_name: str
+) -> list[prediction_log_pb2.PredictionLog]:
+    """One PredictionLog per record of a named-tensor model: its inputs in the request, as TF Serving logs them."""
+    batch_size = len(next(iter(inputs.values())))
+    _check_batch_dimension(outputs, batch_size)
+    tensors = {"request": inputs, "response": outputs}
+    encodings = {part: {alias: _OutputEncoding(v) for alias, v in arrays.items()} for part, arrays in tensors.items()}
+    rows = {
+        part: {alias: v.reshape(batch_size, encodings[part][alias].per_example) for alias, v in arrays.items()}
+        for part, arrays in tensors.items()
+    }
+    logs = []
+    for i in range(batch_size):
+        log = prediction_log_pb2.PredictionLog()
+        predict_log = log.predict_log
+        predict_log.request.model_spec.signature_name = signature_name
+        predict_log.response.model_spec.signature_name = signature_name
+        for alias, encoding in encodings["request"].items():
+            _fill(predict_log.request.inputs[alias], encoding, rows["request"][alias][i])
+        for alias, encoding in encodings["response"].items():
+            _fill(predict_log.response.outputs[alias], encoding, rows["response"][alias][i])
+        logs.append(log)
+    return logs
