@@ -74,16 +74,10 @@ def pending_batch(records: list[Record]) -> list[Pending]:
     return [Pending(record) for record in records]
 
 
-class _Collected:
-    def __init__(self, model_name: str):
-        self._model_name = model_name
-
-    def __call__(self, batch: list[tuple[Pending, dict]]) -> list[Pending]:
-        name = self._model_name
-        return [
-            Pending(pending.record, (*pending.predictions, ModelPrediction(name, outputs)), pending.example)
-            for pending, outputs in batch
-        ]
+def _collected(batch: list[tuple[Pending, ModelPrediction]]) -> list[Pending]:
+    return [
+        Pending(pending.record, (*pending.predictions, prediction), pending.example) for pending, prediction in batch
+    ]
 
 
 class PredictAndCollect(beam.PTransform):
@@ -95,10 +89,14 @@ class PredictAndCollect(beam.PTransform):
         self._config = config
 
     def expand(self, examples: beam.PCollection):
+        config = self._config
         outputs, failures = examples | "Predict" >> Predict(
-            self._model, self._config.signature_name, self._config.batching
+            self._model,
+            config.signature_name,
+            config.batching,
+            model_refresh_seconds=config.model_refresh_seconds,
         )
-        return outputs | "Collect" >> beam.Map(_Collected(self._model.name)), failures
+        return outputs | "Collect" >> beam.Map(_collected), failures
 
 
 class PredictionLogs(beam.PTransform):
@@ -114,7 +112,11 @@ class PredictionLogs(beam.PTransform):
             records | "Pending" >> beam.Map(pending_batch), "Encode", ENCODE_STAGE, record_example
         )
         logs, failures = examples | model.name >> Predict(
-            model, self._config.signature_name, self._config.batching, prediction_logs=True
+            model,
+            self._config.signature_name,
+            self._config.batching,
+            prediction_logs=True,
+            model_refresh_seconds=self._config.model_refresh_seconds,
         )
         return logs, (encode_failures, failures) | "DeadLetters" >> beam.Flatten()
 

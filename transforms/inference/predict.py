@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -12,8 +13,16 @@ from tfx_bsl.public.proto import model_spec_pb2
 
 from transforms.config import Batching, ModelSpec
 from transforms.dead_letters import record_dead_letter
-from transforms.inference.model_cache import stage_model, stage_saved_model_proto
-from transforms.inference.postprocess import outputs_by_example
+from transforms.inference.model_cache import local_model_path, stage_model, stage_saved_model_proto
+from transforms.inference.model_refresh import (
+    LOADS,
+    SERVED,
+    WatchModelVersions,
+    count_model_event,
+    model_at_version,
+    refuse_version,
+)
+from transforms.inference.postprocess import ModelPrediction, outputs_by_example
 from transforms.inference.prediction_logs import build_prediction_logs
 from transforms.records.parsing import Record
 
@@ -52,6 +61,9 @@ class _DelegatingModelHandler(ModelHandler):
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         return self._base.get_num_bytes(batch)
 
+    def update_model_path(self, model_path: str | None = None) -> None:
+        self._base.update_model_path(model_path)
+
     def get_metrics_namespace(self) -> str:
         return self._base.get_metrics_namespace()
 
@@ -84,44 +96,107 @@ class IsolatingModelHandler(_DelegatingModelHandler):
             )
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model with the tfx-bsl handler that loaded it and its spec (version None for a plain directory).
+
+    The version travels with the model object RunInference hands to each batch, so the version a row names is
+    the one that computed it, even while a refresh loads the next version for later batches. (A dataclass, not
+    a tuple: Beam's shared model cache holds it by weak reference.)
+    """
+
+    handler: Any
+    model: Any
+    spec: ModelSpec
+
+    @property
+    def version(self) -> str | None:
+        return self.spec.version
+
+
 class OutputsModelHandler(_DelegatingModelHandler):
-    """tfx-bsl's handler without its PredictionLog post-processing: each example's outputs as plain lists.
+    """tfx-bsl's handler without its PredictionLog post-processing: each example's outputs as a ModelPrediction.
 
     tfx-bsl still loads the model, resolves the signature and runs the session; only the step that
     builds one TensorProto per example per output (which the rows would read straight back) is left
     out. It was half of a pipeline's time (benchmarks/README.md).
     """
 
-    def run_inference(self, batch: Sequence[Any], model: Any, inference_args=None) -> list[dict[str, list]]:
+    def __init__(self, base: ModelHandler, model_name: str):
+        super().__init__(base)
+        self._model_name = model_name
+
+    def run_inference(self, batch: Sequence[Any], model: LoadedModel, inference_args=None) -> list[ModelPrediction]:
         serialized = [e if isinstance(e, bytes) else e.SerializeToString() for e in batch]
-        return outputs_by_example(self._base._run_inference(batch, serialized, model), len(batch))
+        outputs = model.handler._run_inference(batch, serialized, model.model)
+        count_model_event(model.spec, SERVED, len(batch))
+        return [
+            ModelPrediction(self._model_name, example_outputs, model.version)
+            for example_outputs in outputs_by_example(outputs, len(batch))
+        ]
 
 
 class PredictionLogModelHandler(_DelegatingModelHandler):
     """tfx-bsl's predict handler, its PredictionLogs built once per batch instead of once per example.
 
     tfx-bsl still loads the model, resolves the signature and runs the session; the logs are the same
-    (transforms/inference/prediction_logs.py), without a `tf.make_tensor_proto` call per example per output.
+    (transforms/inference/prediction_logs.py), without a `tf.make_tensor_proto` call per example per output,
+    plus the model version in each response's model_spec.
     """
 
-    def run_inference(self, batch: Sequence[Any], model: Any, inference_args=None) -> list[Any]:
+    def run_inference(self, batch: Sequence[Any], model: LoadedModel, inference_args=None) -> list[Any]:
         serialized = [e if isinstance(e, bytes) else e.SerializeToString() for e in batch]
-        outputs = self._base._run_inference(batch, serialized, model)
-        input_alias = self._base._io_tensor_spec.input_tensor_alias
-        return build_prediction_logs(serialized, outputs, input_alias, self._base._signatures[0].name)
+        outputs = model.handler._run_inference(batch, serialized, model.model)
+        input_alias = model.handler._io_tensor_spec.input_tensor_alias
+        signature_name = model.handler._signatures[0].name
+        count_model_event(model.spec, SERVED, len(batch))
+        return build_prediction_logs(serialized, outputs, input_alias, signature_name, model.version)
 
 
 class StagedModelHandler(_DelegatingModelHandler):
-    """Stages a gs:// model into the worker's local cache before the wrapped handler loads it from there."""
+    """Stages the model (a gs:// one into the worker's local cache) and loads it with a tfx-bsl handler of its own.
 
-    def __init__(self, base: ModelHandler, uri: str, local_path: str):
-        super().__init__(base)
-        self._uri = uri
-        self._local_path = local_path
+    `update_model_path` (RunInference's refresh, transforms/inference/model_refresh.py) points it at another
+    version of the same base; if that version cannot be staged or loaded, the version that served so far is
+    loaded again (from its local copy), with an ERROR log and a refusal counted, so the batch still gets answers.
+    """
 
-    def load_model(self) -> Any:
-        stage_model(self._uri, self._local_path)
-        return self._base.load_model()
+    def __init__(self, model: ModelSpec, signature_name: str, batching: Batching):
+        self._signature_name = signature_name
+        self._batching = batching
+        # tfx-bsl reads the model's signatures (saved_model.pb) when its handler is built: only that file is
+        # copied here, in the launcher; every worker stages the whole model into the same local path to load it.
+        local_path = stage_saved_model_proto(model.uri)
+        super().__init__(CreateModelHandler(inference_spec(local_path, signature_name, batching)))
+        self._serving = model
+        self._next = model
+
+    def update_model_path(self, model_path: str | None = None) -> None:
+        if model_path and model_path.rstrip("/") != self._serving.uri:
+            self._next = model_at_version(self._serving, model_path)
+
+    def _load(self, model: ModelSpec) -> LoadedModel:
+        local_path = stage_model(model.uri, local_model_path(model.uri))
+        if model.uri == self._serving.uri:
+            handler = self._base
+        else:
+            handler = CreateModelHandler(inference_spec(local_path, self._signature_name, self._batching))
+        loaded = LoadedModel(handler, handler.load_model(), model)
+        count_model_event(model, LOADS)
+        return loaded
+
+    def load_model(self) -> LoadedModel:
+        if self._next == self._serving:
+            return self._load(self._serving)
+        try:
+            loaded = self._load(self._next)
+        except Exception as error:
+            refuse_version(self._next, f"it could not be staged or loaded ({type(error).__name__}: {error})")
+            self._next = self._serving
+            return self._load(self._serving)
+        self._base = loaded.handler
+        self._serving = self._next
+        return loaded
 
 
 class RecordBatchHandler(_DelegatingModelHandler):
@@ -194,27 +269,42 @@ def _batch_dead_letters(failed: tuple[list, BaseException], model_name: str) -> 
 class Predict(beam.PTransform):
     """Batches of (Pending, serialized Example) through one model, and dead letters for the examples it fails on.
 
-    Out come batches of (Pending, PredictionLog) pairs with `prediction_logs`, else of (Pending, {alias: values}).
+    Out come batches of (Pending, PredictionLog) pairs with `prediction_logs`, else of (Pending, ModelPrediction).
     tfx-bsl's model handler is the engine; Beam's RunInference around it runs each batch as the source made
-    it and pairs each example with its Pending record, so nothing needs joining back afterwards.
+    it and pairs each example with its Pending record, so nothing needs joining back afterwards. With
+    `model_refresh_seconds` and a base of numbered versions, newer versions are swapped in as they appear
+    (transforms/inference/model_refresh.py).
     """
 
-    def __init__(self, model: ModelSpec, signature_name: str, batching: Batching, prediction_logs: bool = False):
+    def __init__(
+        self,
+        model: ModelSpec,
+        signature_name: str,
+        batching: Batching,
+        prediction_logs: bool = False,
+        model_refresh_seconds: int | None = None,
+    ):
         super().__init__()
         self._model = model
-        # tfx-bsl reads the model's signatures (saved_model.pb) when its handler is built: only that file is
-        # copied here, in the launcher; every worker stages the whole model into the same local path to load it.
-        local_path = stage_saved_model_proto(model.uri)
-        base = CreateModelHandler(inference_spec(local_path, signature_name, batching))
-        handler = PredictionLogModelHandler(base) if prediction_logs else OutputsModelHandler(base)
-        self._handler = RecordBatchHandler(IsolatingModelHandler(StagedModelHandler(handler, model.uri, local_path)))
+        self._signature_name = signature_name
+        self._model_refresh_seconds = model_refresh_seconds if model.base else None
+        staged = StagedModelHandler(model, signature_name, batching)
+        handler = PredictionLogModelHandler(staged) if prediction_logs else OutputsModelHandler(staged, model.name)
+        self._handler = RecordBatchHandler(IsolatingModelHandler(handler))
 
     def expand(self, examples: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        model_versions = None
+        if self._model_refresh_seconds:
+            model_versions = examples.pipeline | "WatchVersions" >> WatchModelVersions(
+                self._model, self._signature_name, self._model_refresh_seconds
+            )
         results, failed = (
             examples
             | "RunInference"
             >> RunInference(
-                self._handler, metrics_namespace=f"RunInference.{self._model.name}"
+                self._handler,
+                metrics_namespace=f"RunInference.{self._model.name}",
+                model_metadata_pcoll=model_versions,
             ).with_exception_handling()
         )
         predictions, failures = results | "SplitFailures" >> beam.ParDo(_SplitFailures(self._model.name)).with_outputs(

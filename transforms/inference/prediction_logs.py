@@ -48,8 +48,13 @@ def build_prediction_logs(
     outputs: Mapping[str, np.ndarray],
     input_tensor_alias: str,
     signature_name: str,
+    version: str | None = None,
 ) -> list[prediction_log_pb2.PredictionLog]:
-    """One PredictionLog per example: its request (the serialized Example) and its slice of every output."""
+    """One PredictionLog per example: its request (the serialized Example) and its slice of every output.
+
+    `version`, the numbered model version that answered, goes in the response's model_spec.version, as TF
+    Serving reports it; a model given as a plain SavedModel directory leaves it unset.
+    """
     batch_size = len(serialized_examples)
     _check_batch_dimension(outputs, batch_size)
     encodings = {alias: _OutputEncoding(values) for alias, values in outputs.items()}
@@ -64,6 +69,8 @@ def build_prediction_logs(
         request_input.string_val.append(serialized_example)
         predict_log.request.model_spec.signature_name = signature_name
         predict_log.response.model_spec.signature_name = signature_name
+        if version is not None:
+            predict_log.response.model_spec.version.value = int(version)
         for alias, encoding in encodings.items():
             tensor = predict_log.response.outputs[alias]
             tensor.dtype = encoding.dtype
