@@ -55,6 +55,14 @@ def test_the_index_header_says_how_many_shards_to_wait_for(tmp_path, demo_models
     assert incomplete_reason(str(version)) == "it has no variables/variables.index"
 
 
+def test_a_pinned_version_names_itself_and_its_base(base):
+    from transforms.config import models_from_args
+
+    (model,) = models_from_args("keyed", f"{base}/1", None)
+    assert model.name == "fraud", "named after its base, not its number"
+    assert resolve_model(model) == ModelSpec(f"{base}/1", "fraud", version="1", base=None)
+
+
 def test_a_base_without_a_complete_version_is_refused_naming_why(tmp_path, demo_models):
     add_model_version(demo_models["multiply_by_5"], tmp_path, 5, half_written=True)
     with pytest.raises(ParameterError, match=r"version 5: 1 of its 1 variables data shards are missing"):

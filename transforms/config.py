@@ -110,8 +110,12 @@ class InferenceConfig:
 
 
 def model_name_from_uri(uri: str) -> str:
-    """The URI's last path segment: gs://bucket/models/multiply_by_5/ is named multiply_by_5."""
-    return uri.rstrip("/").rsplit("/", 1)[-1]
+    """The URI's last path segment: gs://bucket/models/multiply_by_5/ is named multiply_by_5; a pinned numbered
+    version is named after its base: gs://bucket/serving/fraud/1732700000 is named fraud."""
+    segments = uri.rstrip("/").split("/")
+    if segments[-1].isdigit() and len(segments) > 1:
+        return segments[-2]
+    return segments[-1]
 
 
 def models_from_args(pattern: str, model_uris: str, model_names: str | None) -> tuple[ModelSpec, ...]:

@@ -1,27 +1,31 @@
-"""Models refreshed under a running stream: newer complete versions found, checked, and fed to RunInference.
+"""Models refreshed under a running stream: a newer complete version found, checked, loaded and swapped in.
 
-Beam's RunInference swaps models when its `model_metadata_pcoll` side input names a new `model_id`: it calls the
-handler's `update_model_path` and loads the model again (transforms/inference/predict.py's StagedModelHandler
-implements both; tfx-bsl's handler has neither). A watcher per model base, driven by PeriodicImpulse as Beam's
-WatchFilePattern is, looks every --model_refresh_seconds for the newest complete version
-(transforms/inference/model_versions.py). A version whose signature does not fit the running one (an Example
-input, and every output alias the launch version has: the rows' columns and multi_sequence's chain output) is
-refused here, once, with an ERROR log and a counter, and never reaches the workers; one that passes but cannot be
-staged or loaded there is refused by the handler, which keeps the running version. The side input changes only
-when the version does, so each firing holds one value, as the AsSingleton view RunInference reads requires.
+Each worker process holds, per model, a ServingModel: the version serving now, and a thread that looks every
+--model_refresh_seconds for the newest complete version of the model's base (model_versions.py), checks it fits
+the running one (an Example input, and every output alias the launch version has: the rows' columns and
+multi_sequence's chain output), stages and loads it beside the running one, then swaps it in with one
+assignment. Each batch takes the version serving when it starts and keeps it to its end, and its rows name
+that version. A version that does not fit, or cannot be staged or loaded, is refused once: an ERROR log, a
+counter, and the running version keeps serving. A version still being written is passed over until complete.
+
+Beam's own way, RunInference's `model_metadata_pcoll` side input fed by PeriodicImpulse (as WatchFilePattern
+does) and the handler's `update_model_path`, cannot run on Beam 2.77's local streaming runner, where the proof
+runs: PeriodicImpulse (a splittable DoFn) fails there ("ProcessKeyedElements/GroupByKey was not replaced as
+expected"), and a main input waits for a global-window side input until that side input's watermark reaches
+the end of time, so no record would ever be served. The swap is therefore owned here, the same on every runner.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import apache_beam as beam
-from apache_beam.coders import StrUtf8Coder
-from apache_beam.ml.inference.base import ModelMetadata
-from apache_beam.transforms import trigger, window
-from apache_beam.transforms.periodicsequence import PeriodicImpulse
-from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec
 
 from transforms.config import ModelSpec, ParameterError
 from transforms.inference.model_versions import incomplete_reason, numbered_versions
@@ -54,18 +58,6 @@ def model_at_version(model: ModelSpec, uri: str) -> ModelSpec:
     return ModelSpec(uri, model.name, version=uri.rsplit("/", 1)[-1], base=model.base)
 
 
-def refuse_version(model: ModelSpec, reason: str) -> None:
-    """A version that will not serve: said at ERROR with the reason, and counted; the running version goes on."""
-    logging.error(
-        "model %s: version %s (%s) refused, the running version keeps serving: %s",
-        model.name,
-        model.version,
-        model.uri,
-        reason,
-    )
-    count_model_event(model, REFUSALS)
-
-
 def incompatibility(candidate: ModelSpec, signature_name: str, required_outputs: tuple[str, ...]) -> str | None:
     """Why `candidate` cannot replace the running version, or None when its signature fits."""
     try:
@@ -81,82 +73,124 @@ def incompatibility(candidate: ModelSpec, signature_name: str, required_outputs:
     return None
 
 
-class _NewestServableVersion(beam.DoFn):
-    """Per tick, the newest complete version that fits, as ModelMetadata: only when it differs from the last one.
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model with the tfx-bsl handler that loaded it and its spec (version None for a plain directory).
 
-    State is per model (the key): the version last sent, and the versions already refused, so a refusal is
-    logged and counted once, not every tick.
+    A batch takes one LoadedModel and keeps it to its end, so the version its rows name is the one that computed
+    them, even while a refresh swaps in the next version for later batches.
     """
 
-    SENT = ReadModifyWriteStateSpec("sent", StrUtf8Coder())
-    REFUSED = BagStateSpec("refused", StrUtf8Coder())
+    handler: Any
+    model: Any
+    spec: ModelSpec
 
-    def __init__(self, model: ModelSpec, signature_name: str, required_outputs: tuple[str, ...]):
-        self._model = model
-        self._signature_name = signature_name
-        self._required_outputs = required_outputs
-
-    def _servable(self, refused: set[str], refuse) -> ModelSpec:
-        """The newest version that is complete and fits; the launch version when none newer does."""
-        for candidate in numbered_versions(self._model.base):
-            if candidate.number <= int(self._model.version):
-                break
-            if candidate.version in refused:
-                continue
-            if incomplete_reason(candidate.uri) is not None:
-                continue  # still being written: looked at again next tick, never refused for it
-            spec = model_at_version(self._model, candidate.uri)
-            reason = incompatibility(spec, self._signature_name, self._required_outputs)
-            if reason is None:
-                return spec
-            refuse(spec, reason)
-        return self._model
-
-    def process(self, element, sent=beam.DoFn.StateParam(SENT), refused_state=beam.DoFn.StateParam(REFUSED)):
-        refused = set(refused_state.read())
-
-        def refuse(spec: ModelSpec, reason: str) -> None:
-            refuse_version(spec, reason)
-            refused_state.add(spec.version)
-
-        try:
-            servable = self._servable(refused, refuse)
-        except Exception as error:  # a listing that fails (the bucket unreachable) is retried next tick
-            logging.warning(
-                "model %s: looking for new versions under %s failed: %s", self._model.name, self._model.base, error
-            )
-            servable = None
-        if servable is not None and servable.uri != sent.read():
-            if sent.read() is not None:
-                logging.warning("model %s: swapping in version %s (%s)", servable.name, servable.version, servable.uri)
-            sent.write(servable.uri)
-            yield ModelMetadata(model_id=servable.uri, model_name="")
+    @property
+    def version(self) -> str | None:
+        return self.spec.version
 
 
-class WatchModelVersions(beam.PTransform):
-    """A model's version to serve, as RunInference's `model_metadata_pcoll`: the launch version, then each newer
-    complete one that fits, checked every `seconds`."""
+@dataclass(frozen=True)
+class Refresh:
+    """What a worker needs to refresh one model: how often, and what a new version must keep to fit."""
 
-    def __init__(self, model: ModelSpec, signature_name: str, seconds: int):
-        super().__init__()
-        if model.base is None:
-            raise ValueError(f"model {model.name} ({model.uri}) is not a base of numbered versions: nothing to watch")
-        self._model = model
-        self._signature_name = signature_name
-        self._seconds = seconds
-        self._required_outputs = serving_signature(model.uri, signature_name).output_aliases
+    seconds: int
+    signature_name: str
+    required_outputs: tuple[str, ...]
 
-    def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
-        return (
-            pipeline
-            | "Every refresh period" >> PeriodicImpulse(start_timestamp=time.time(), fire_interval=self._seconds)
-            | "Per model" >> beam.Map(lambda _, name: (name, None), self._model.name)
-            | "Newest servable version"
-            >> beam.ParDo(_NewestServableVersion(self._model, self._signature_name, self._required_outputs))
-            | "As a side input"
-            >> beam.WindowInto(
-                window.GlobalWindows(),
-                trigger=trigger.Repeatedly(trigger.AfterProcessingTime(1)),
-                accumulation_mode=trigger.AccumulationMode.DISCARDING,
-            )
+
+class ServingModel:
+    """The model object RunInference holds: the version serving now, swapped by a refresh thread when one is given.
+
+    Counters can only be incremented inside a DoFn call, so the thread's loads and refusals wait here until the
+    next batch asks for the current version. (A plain object, not a tuple: Beam's shared model cache holds it by
+    weak reference.)
+    """
+
+    def __init__(self, loaded: LoadedModel, load: Callable[[ModelSpec], LoadedModel], refresh: Refresh | None):
+        self._loaded = loaded
+        self._events: list[tuple[ModelSpec, str]] = [(loaded.spec, LOADS)]
+        self._lock = threading.Lock()
+        if refresh is not None and loaded.spec.base is not None:
+            refresher = _Refresher(weakref.ref(self), loaded.spec, load, refresh)
+            # A worker that starts (or reloads) after newer versions arrived serves the newest from its first batch.
+            refresher.check(self)
+            refresher.start()
+
+    def current(self) -> LoadedModel:
+        with self._lock:
+            events, self._events = self._events, []
+        for spec, event in events:
+            count_model_event(spec, event)
+        return self._loaded
+
+    def swap(self, loaded: LoadedModel) -> None:
+        logging.warning("model %s: version %s now serving (%s)", loaded.spec.name, loaded.version, loaded.spec.uri)
+        self._loaded = loaded  # one assignment: a batch sees the old version or the new, whole
+        self.record(loaded.spec, LOADS)
+
+    def refuse(self, model: ModelSpec, reason: str) -> None:
+        """A version that will not serve: said at ERROR with the reason, and counted; the running version goes on."""
+        logging.error(
+            "model %s: version %s (%s) refused, the running version keeps serving: %s",
+            model.name,
+            model.version,
+            model.uri,
+            reason,
         )
+        self.record(model, REFUSALS)
+
+    def record(self, model: ModelSpec, event: str) -> None:
+        with self._lock:
+            self._events.append((model, event))
+
+
+class _Refresher(threading.Thread):
+    """Every `refresh.seconds`, the newest servable version of the base: loaded and swapped in when it is new.
+
+    It holds its ServingModel weakly and ends when the model is no longer used.
+    """
+
+    def __init__(self, serving, model: ModelSpec, load: Callable[[ModelSpec], LoadedModel], refresh: Refresh):
+        super().__init__(name=f"model-refresh-{model.name}", daemon=True)
+        self._serving = serving
+        self._running = model
+        self._load = load
+        self._refresh = refresh
+        self._refused: set[str] = set()
+
+    def run(self) -> None:
+        while True:
+            time.sleep(self._refresh.seconds)
+            serving = self._serving()
+            if serving is None:
+                return
+            self.check(serving)
+            del serving
+
+    def check(self, serving: ServingModel) -> None:
+        try:
+            self._swap_in_newest(serving)
+        except Exception as error:  # a listing that fails (the bucket unreachable) is tried again next time
+            logging.warning("model %s: looking for a new version failed: %s", self._running.name, error)
+
+    def _swap_in_newest(self, serving: ServingModel) -> None:
+        for candidate in numbered_versions(self._running.base):
+            if candidate.number <= int(self._running.version):
+                return
+            if candidate.version in self._refused or incomplete_reason(candidate.uri) is not None:
+                continue  # refused already, or still being written (looked at again next time)
+            spec = model_at_version(self._running, candidate.uri)
+            reason = incompatibility(spec, self._refresh.signature_name, self._refresh.required_outputs)
+            if reason is None:
+                try:
+                    loaded = self._load(spec)
+                except Exception as error:
+                    reason = f"it could not be staged or loaded ({type(error).__name__}: {error})"
+            if reason is not None:
+                self._refused.add(spec.version)
+                serving.refuse(spec, reason)
+                continue
+            serving.swap(loaded)
+            self._running = spec
+            return

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from apache_beam.io.filesystems import FileSystems
 from google.protobuf.message import DecodeError
@@ -139,7 +139,9 @@ def resolve_model(model: ModelSpec) -> ModelSpec:
     The resolved spec keeps the base (for --model_refresh_seconds) and the version its predictions will name.
     """
     if is_saved_model(model.uri):
-        return model
+        pinned = model.uri.rstrip("/").rsplit("/", 1)[-1]
+        # A numbered version given by its own directory: pinned, never refreshed, but its predictions name it.
+        return replace(model, version=pinned) if _VERSION.fullmatch(pinned) else model
     newest, passed_over = newest_complete_version(model.uri)
     if newest is None:
         skipped = "; ".join(f"version {v}: {reason}" for v, reason in passed_over.items())
@@ -155,6 +157,8 @@ def resolve_model(model: ModelSpec) -> ModelSpec:
 
 def resolution_line(model: ModelSpec) -> str:
     """What the launch output says about one model: the directory it runs and, for a base, which version."""
+    if model.base is None and model.version is not None:
+        return f"model {model.name}: version {model.version}, pinned ({model.uri}; not refreshed)"
     if model.base is None:
         return f"model {model.name}: {model.uri} (a SavedModel directory: its predictions name no version)"
     return f"model {model.name}: version {model.version} of {model.base} ({model.uri})"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -14,16 +13,10 @@ from tfx_bsl.public.proto import model_spec_pb2
 from transforms.config import Batching, ModelSpec
 from transforms.dead_letters import record_dead_letter
 from transforms.inference.model_cache import local_model_path, stage_model, stage_saved_model_proto
-from transforms.inference.model_refresh import (
-    LOADS,
-    SERVED,
-    WatchModelVersions,
-    count_model_event,
-    model_at_version,
-    refuse_version,
-)
+from transforms.inference.model_refresh import SERVED, LoadedModel, Refresh, ServingModel, count_model_event
 from transforms.inference.postprocess import ModelPrediction, outputs_by_example
 from transforms.inference.prediction_logs import build_prediction_logs
+from transforms.inference.signatures import serving_signature
 from transforms.records.parsing import Record
 
 INFERENCE_STAGE = "inference"
@@ -61,9 +54,6 @@ class _DelegatingModelHandler(ModelHandler):
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         return self._base.get_num_bytes(batch)
 
-    def update_model_path(self, model_path: str | None = None) -> None:
-        self._base.update_model_path(model_path)
-
     def get_metrics_namespace(self) -> str:
         return self._base.get_metrics_namespace()
 
@@ -96,24 +86,6 @@ class IsolatingModelHandler(_DelegatingModelHandler):
             )
 
 
-@dataclass(frozen=True)
-class LoadedModel:
-    """A loaded model with the tfx-bsl handler that loaded it and its spec (version None for a plain directory).
-
-    The version travels with the model object RunInference hands to each batch, so the version a row names is
-    the one that computed it, even while a refresh loads the next version for later batches. (A dataclass, not
-    a tuple: Beam's shared model cache holds it by weak reference.)
-    """
-
-    handler: Any
-    model: Any
-    spec: ModelSpec
-
-    @property
-    def version(self) -> str | None:
-        return self.spec.version
-
-
 class OutputsModelHandler(_DelegatingModelHandler):
     """tfx-bsl's handler without its PredictionLog post-processing: each example's outputs as a ModelPrediction.
 
@@ -126,7 +98,8 @@ class OutputsModelHandler(_DelegatingModelHandler):
         super().__init__(base)
         self._model_name = model_name
 
-    def run_inference(self, batch: Sequence[Any], model: LoadedModel, inference_args=None) -> list[ModelPrediction]:
+    def run_inference(self, batch: Sequence[Any], model: ServingModel, inference_args=None) -> list[ModelPrediction]:
+        model = model.current()  # this version answers for the whole call, and the predictions name it
         serialized = [e if isinstance(e, bytes) else e.SerializeToString() for e in batch]
         outputs = model.handler._run_inference(batch, serialized, model.model)
         count_model_event(model.spec, SERVED, len(batch))
@@ -144,7 +117,8 @@ class PredictionLogModelHandler(_DelegatingModelHandler):
     plus the model version in each response's model_spec.
     """
 
-    def run_inference(self, batch: Sequence[Any], model: LoadedModel, inference_args=None) -> list[Any]:
+    def run_inference(self, batch: Sequence[Any], model: ServingModel, inference_args=None) -> list[Any]:
+        model = model.current()  # this version answers for the whole call, and the logs name it
         serialized = [e if isinstance(e, bytes) else e.SerializeToString() for e in batch]
         outputs = model.handler._run_inference(batch, serialized, model.model)
         input_alias = model.handler._io_tensor_spec.input_tensor_alias
@@ -156,47 +130,30 @@ class PredictionLogModelHandler(_DelegatingModelHandler):
 class StagedModelHandler(_DelegatingModelHandler):
     """Stages the model (a gs:// one into the worker's local cache) and loads it with a tfx-bsl handler of its own.
 
-    `update_model_path` (RunInference's refresh, transforms/inference/model_refresh.py) points it at another
-    version of the same base; if that version cannot be staged or loaded, the version that served so far is
-    loaded again (from its local copy), with an ERROR log and a refusal counted, so the batch still gets answers.
+    The model it returns is a ServingModel; with `refresh`, newer versions of the model's base are swapped into
+    it as they appear (transforms/inference/model_refresh.py), each loaded by a tfx-bsl handler of its own.
     """
 
-    def __init__(self, model: ModelSpec, signature_name: str, batching: Batching):
+    def __init__(self, model: ModelSpec, signature_name: str, batching: Batching, refresh: Refresh | None = None):
+        self._model = model
         self._signature_name = signature_name
         self._batching = batching
+        self._refresh = refresh
         # tfx-bsl reads the model's signatures (saved_model.pb) when its handler is built: only that file is
         # copied here, in the launcher; every worker stages the whole model into the same local path to load it.
         local_path = stage_saved_model_proto(model.uri)
         super().__init__(CreateModelHandler(inference_spec(local_path, signature_name, batching)))
-        self._serving = model
-        self._next = model
-
-    def update_model_path(self, model_path: str | None = None) -> None:
-        if model_path and model_path.rstrip("/") != self._serving.uri:
-            self._next = model_at_version(self._serving, model_path)
 
     def _load(self, model: ModelSpec) -> LoadedModel:
         local_path = stage_model(model.uri, local_model_path(model.uri))
-        if model.uri == self._serving.uri:
+        if model.uri == self._model.uri:
             handler = self._base
         else:
             handler = CreateModelHandler(inference_spec(local_path, self._signature_name, self._batching))
-        loaded = LoadedModel(handler, handler.load_model(), model)
-        count_model_event(model, LOADS)
-        return loaded
+        return LoadedModel(handler, handler.load_model(), model)
 
-    def load_model(self) -> LoadedModel:
-        if self._next == self._serving:
-            return self._load(self._serving)
-        try:
-            loaded = self._load(self._next)
-        except Exception as error:
-            refuse_version(self._next, f"it could not be staged or loaded ({type(error).__name__}: {error})")
-            self._next = self._serving
-            return self._load(self._serving)
-        self._base = loaded.handler
-        self._serving = self._next
-        return loaded
+    def load_model(self) -> ServingModel:
+        return ServingModel(self._load(self._model), self._load, self._refresh)
 
 
 class RecordBatchHandler(_DelegatingModelHandler):
@@ -286,25 +243,21 @@ class Predict(beam.PTransform):
     ):
         super().__init__()
         self._model = model
-        self._signature_name = signature_name
-        self._model_refresh_seconds = model_refresh_seconds if model.base else None
-        staged = StagedModelHandler(model, signature_name, batching)
+        refresh = None
+        if model_refresh_seconds and model.base:
+            outputs = serving_signature(model.uri, signature_name).output_aliases
+            refresh = Refresh(model_refresh_seconds, signature_name, outputs)
+        staged = StagedModelHandler(model, signature_name, batching, refresh)
         handler = PredictionLogModelHandler(staged) if prediction_logs else OutputsModelHandler(staged, model.name)
         self._handler = RecordBatchHandler(IsolatingModelHandler(handler))
 
     def expand(self, examples: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        model_versions = None
-        if self._model_refresh_seconds:
-            model_versions = examples.pipeline | "WatchVersions" >> WatchModelVersions(
-                self._model, self._signature_name, self._model_refresh_seconds
-            )
         results, failed = (
             examples
             | "RunInference"
             >> RunInference(
                 self._handler,
                 metrics_namespace=f"RunInference.{self._model.name}",
-                model_metadata_pcoll=model_versions,
             ).with_exception_handling()
         )
         predictions, failures = results | "SplitFailures" >> beam.ParDo(_SplitFailures(self._model.name)).with_outputs(
