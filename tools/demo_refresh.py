@@ -71,9 +71,6 @@ def _refresh(host: str, models: Path, base: Path, count: int) -> int:
     def publish() -> None:
         for i in range(count):
             publisher.publish(names["records"][0], json.dumps({"key": f"r-{i:04d}", "x": float(i)}).encode())
-            if i == count // 3:
-                add_version(models / "multiply_by_10", base, 2)
-                print(f"  ---- version 2 (10x) added to {base} after record r-{i:04d} ----")
             time.sleep(0.1)
 
     try:
@@ -81,6 +78,9 @@ def _refresh(host: str, models: Path, base: Path, count: int) -> int:
         publishing.start()
         seen, rows, deadline = set(), 0, time.monotonic() + 240
         while len(seen) < count and time.monotonic() < deadline:
+            if len(seen) >= count // 3 and not (base / "2").exists():  # version 1 has been serving for a while
+                add_version(models / "multiply_by_10", base, 2)
+                print(f"  ---- version 2 (10x) added to {base} ----")
             response = subscriber.pull(subscription=names["predictions"][1], max_messages=50, timeout=5)
             for received in response.received_messages:
                 row = json.loads(received.message.data)
