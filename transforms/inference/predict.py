@@ -256,8 +256,7 @@ class Predict(beam.PTransform):
             examples
             | "RunInference"
             >> RunInference(
-                self._handler,
-                metrics_namespace=f"RunInference.{self._model.name}",
+                self._handler, metrics_namespace=f"RunInference.{self._model.name}"
             ).with_exception_handling()
         )
         predictions, failures = results | "SplitFailures" >> beam.ParDo(_SplitFailures(self._model.name)).with_outputs(
