@@ -67,7 +67,7 @@ def test_a_base_without_a_complete_version_is_refused_naming_why(tmp_path, demo_
     add_model_version(demo_models["multiply_by_5"], tmp_path, 5, half_written=True)
     with pytest.raises(ParameterError, match=r"version 5: 1 of its 1 variables data shards are missing"):
         resolve_model(ModelSpec(str(tmp_path), "m"))
-    with pytest.raises(ParameterError, match="neither a SavedModel directory"):
+    with pytest.raises(ParameterError, match="has no readable saved_model.pb; expected a SavedModel directory, or"):
         resolve_model(ModelSpec(str(tmp_path / "nothing"), "m"))
 
 

@@ -146,8 +146,8 @@ def resolve_model(model: ModelSpec) -> ModelSpec:
     if newest is None:
         skipped = "; ".join(f"version {v}: {reason}" for v, reason in passed_over.items())
         raise ParameterError(
-            f"model {model.uri} is neither a SavedModel directory (no {SAVED_MODEL_PROTO}) nor a base of numbered "
-            "version directories with a complete version (<base>/<number>/saved_model.pb and its variables)"
+            f"model {model.uri} has no readable {SAVED_MODEL_PROTO}; expected a SavedModel directory, or a base of "
+            "numbered version directories with a complete version (<base>/<number>/saved_model.pb and its variables)"
             + (f"; {skipped}" if skipped else "")
         )
     for version, reason in passed_over.items():
