@@ -153,9 +153,11 @@ def test_versions_swap_under_a_running_stream(pubsub, start_main, demo_models, f
     late_v1 = [t - v2_added for t in served["1"] if t > v2_added + 2 * REFRESH_SECONDS]
     assert not late_v1, f"version 1 served messages published {late_v1} s after version 2 arrived"
     assert f"model fraud: version 1 of {base.uri}" in stdout
-    # Each copy of the model in the process (one per RunInference DoFn's shared model) refreshes on its own.
+    # Each copy of the model in the process (the local runner may hold several, and drop one) refreshes on its
+    # own, and refuses a version once: a refusal at every look (3 or more per copy here) would exceed the copies.
     copies = stderr.count("version 2 now serving")
-    assert copies >= 1 and stderr.count(f"version 3 ({base.uri}/3) refused") == copies, "refused once per copy"
+    refusals = stderr.count(f"version 3 ({base.uri}/3) refused")
+    assert 1 <= refusals <= copies, f"{refusals} refusals logged by {copies} copies"
     assert "serialized tf.Example" in stderr and "version 4" not in stderr, "4 is passed over until complete"
     # The refusal counter is checked in-process (test_a_refusal_is_counted_once...): the local streaming
     # runner's metrics lag behind what it wrote, so the summary of this run cannot show it reliably.
