@@ -10,7 +10,7 @@ DEMO_OUT := out/demo
 RUN := $(PY) main.py
 comma := ,
 
-.PHONY: venv bqemulator bench demo demo-stream models data test lint format lock readme metadata template-spec launch-local graph checkov provider-schemas terraform-check clean
+.PHONY: venv bqemulator bench demo demo-stream demo-refresh models data test lint format lock readme metadata template-spec launch-local graph checkov provider-schemas terraform-check clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ demo: models data
 # Streaming: the Pub/Sub emulator, the keyed pattern reading a subscription, predictions printed as they arrive.
 demo-stream: models data
 	$(PY) -m tools.demo_stream
+
+# A live model swap: version 2 (10x) lands under a base while version 1 (5x) serves a stream.
+demo-refresh: models
+	$(PY) -m tools.demo_refresh
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -337,3 +337,19 @@ def start_main(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def add_model_version(model_dir: str, base: str | Path, version: int, half_written: bool = False) -> Path:
+    """Copy a SavedModel into base/<version>: whole (copied beside it, then renamed into place, so a watcher never
+    sees a file half copied), or `half_written`, stopped before the variables' data shard as a copy caught midway.
+    """
+    target = Path(base) / str(version)
+    if not half_written:
+        staging = Path(base) / f".copying-{version}"
+        shutil.copytree(model_dir, staging)
+        staging.rename(target)
+    else:
+        (target / "variables").mkdir(parents=True)
+        shutil.copy(Path(model_dir) / "saved_model.pb", target / "saved_model.pb")
+        shutil.copy(Path(model_dir) / "variables" / "variables.index", target / "variables" / "variables.index")
+    return target

@@ -86,3 +86,26 @@ def test_each_pattern_translates_for_dataflow_with_a_named_tensor_model(run_main
     )
     assert run.returncode == 0, run.stderr
     assert f"pattern {pattern} submitted to DataflowRunner" in run.stdout
+
+
+@pytest.mark.parametrize("pattern", ["predict", "postprocess", "keyed", "multi_parallel", "multi_sequence"])
+def test_each_pattern_translates_as_a_refreshing_stream_of_versioned_models(run_main, demo_models, tmp_path, pattern):
+    from conftest import add_model_version
+
+    bases = []
+    for name in ("multiply_by_5", "multiply_by_10")[: 2 if pattern.startswith("multi") else 1]:
+        add_model_version(demo_models[name], tmp_path / "serving" / name, 1732700000)
+        bases.append(str(tmp_path / "serving" / name))
+    run = run_main(
+        f"--pattern={pattern}",
+        f"--model_uris={','.join(bases)}",
+        "--input_subscription=projects/test-project/subscriptions/records",
+        "--output_topic=projects/test-project/topics/rows",
+        "--dead_letter_topic=projects/test-project/topics/dead-letters",
+        "--model_refresh_seconds=60",
+        *DATAFLOW,
+        output=None,
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"model multiply_by_5: version 1732700000 of {bases[0]}" in run.stdout
+    assert f"pattern {pattern} submitted to DataflowRunner" in run.stdout

@@ -43,3 +43,22 @@ def test_the_streaming_summary_counts_the_rows_and_dead_letters_that_were_printe
     }, done.stdout
     assert "reconciled               yes" in done.stdout
     assert "lag" not in done.stdout, "the counts are what came out, not the local runner's lagging metrics"
+
+
+def test_the_refresh_demo_shows_a_live_swap_with_every_record_once(demo_models):
+    missing = missing_tools()
+    if missing:
+        pytest.skip("the demo needs " + "; ".join(missing))
+    models = next(iter(demo_models.values())).rsplit("/", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.demo_refresh", f"--models={models}", "--records=150"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    ratios = re.findall(r"^  r-\d{4}  version (\d)  x=.*y/x=\s*([\d.]+)$", done.stdout, re.M)
+    assert {version for version, _ in ratios} == {"1", "2"}, done.stdout
+    assert all(float(ratio) in (0.0, {"1": 5.0, "2": 10.0}[version]) for version, ratio in ratios)
+    assert "150 of 150 records came out, 0 of them twice" in done.stdout

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from transforms.dead_letters import DeadLetter, dead_letter_json
-from transforms.writing.sinks import Encoded, EncodeDeadLetter, pubsub_message
+from transforms.inference.postprocess import ModelPrediction
+from transforms.writing.sinks import Encoded, EncodeDeadLetter, pubsub_message, version_attribute
 
 
 def test_a_dead_letter_with_a_lone_surrogate_is_still_utf8_json():
@@ -24,6 +25,16 @@ def test_a_key_pubsub_cannot_carry_as_an_attribute_stays_in_the_payload_only():
     message = pubsub_message(Encoded(b"{}", "id-1", "\udc00"))
     assert message.attributes == {"record_id": "id-1"}
     assert pubsub_message(Encoded(b"{}", "id-2", "k")).attributes == {"record_id": "id-2", "key": "k"}
+    versioned = pubsub_message(Encoded(b"{}", "id-3", None, "1732700000"))
+    assert versioned.attributes == {"record_id": "id-3", "version": "1732700000"}
+
+
+def test_the_version_attribute_names_each_models_version():
+    one = [ModelPrediction("fraud", {}, "7")]
+    several = [ModelPrediction("fraud", {}, "7"), ModelPrediction("plain", {}), ModelPrediction("risk", {}, "12")]
+    assert version_attribute(one) == "7"
+    assert version_attribute(several) == "fraud=7,risk=12"
+    assert version_attribute([ModelPrediction("plain", {})]) is None
 
 
 @pytest.mark.slow

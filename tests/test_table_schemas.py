@@ -46,7 +46,10 @@ def problems(row: dict, fields: list[dict], where: str = "") -> list[str]:
 
 def test_prediction_rows_fit_the_predictions_table():
     record = Record("id", "device-1", {"x": 2.0, "name": "a", "raw": b"\xff"}, b"raw", "src")
-    predictions = [ModelPrediction("multiply_by_5", {"y": [10.0]}), ModelPrediction("m10", {"y": [20.0], "c": ["a"]})]
+    predictions = [
+        ModelPrediction("multiply_by_5", {"y": [10.0]}),
+        ModelPrediction("m10", {"y": [20.0], "c": ["a"]}, "1732700000"),
+    ]
     row = json.loads(row_json(prediction_row(record, predictions)))
     assert problems(row, schema("predictions")) == []
     unkeyed = json.loads(row_json(prediction_row(record._replace(key=None), predictions[:1])))

@@ -86,6 +86,7 @@ EXAMPLES = {
     "min_batch_size": (["1", "64"], ["0", "-1", "1.5", "ten"]),
     "max_batch_size": (["512", "4096"], ["0", "", "1e3"]),
     "window_seconds": (["60", "5"], ["0", "-60", "1.5", "1m"]),
+    "model_refresh_seconds": (["60", "300"], ["0", "-60", "1.5", "1m"]),
     "chain_feature": (["x"], ["", "x y"]),
     "chain_output": (["y", "output_0"], ["", "y,z"]),
     "input_subscription": (

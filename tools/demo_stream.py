@@ -35,19 +35,25 @@ def main(argv: list[str] | None = None) -> int:
         return _stream(host, args.models, args.data)
 
 
+def demo_topics(publisher, subscriber) -> dict[str, tuple[str, str]]:
+    """The demo's topics and subscriptions, made on the emulator: role -> (topic, subscription)."""
+    names = {}
+    for role in ("records", "predictions", "dead-letters"):
+        topic = f"projects/{PROJECT}/topics/demo-{role}"
+        subscription = f"projects/{PROJECT}/subscriptions/demo-{role}"
+        publisher.create_topic(name=topic)
+        subscriber.create_subscription(name=subscription, topic=topic)
+        names[role] = (topic, subscription)
+    return names
+
+
 def _stream(host: str, models: Path, data: Path) -> int:
     from google.cloud import pubsub_v1
 
     pipeline = None
     try:
         publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-        names = {}
-        for role in ("records", "predictions", "dead-letters"):
-            topic = f"projects/{PROJECT}/topics/demo-{role}"
-            subscription = f"projects/{PROJECT}/subscriptions/demo-{role}"
-            publisher.create_topic(name=topic)
-            subscriber.create_subscription(name=subscription, topic=topic)
-            names[role] = (topic, subscription)
+        names = demo_topics(publisher, subscriber)
         print(f"Pub/Sub emulator on {host}; starting the keyed pattern in streaming mode")
         pipeline = subprocess.Popen(
             [

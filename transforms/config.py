@@ -25,10 +25,16 @@ class ParameterError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One SavedModel the pipeline runs, and the name its predictions carry."""
+    """One SavedModel the pipeline runs, and the name its predictions carry.
+
+    When --model_uris gave a base of numbered versions, `uri` is the version resolved at launch, `version` its
+    number and `base` the directory refreshes look in; for a plain SavedModel directory both are None.
+    """
 
     uri: str
     name: str
+    version: str | None = None
+    base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,7 @@ class InferenceConfig:
     output_table: str | None = None
     dead_letter_table: str | None = None
     window_seconds: int = 60
+    model_refresh_seconds: int | None = None
     progress: str = "auto"
     # Where a local run's live counts go (set by the run that shows them, never a parameter); None on Dataflow.
     live_counts: ProgressCounts | None = None
@@ -117,8 +124,12 @@ class InferenceConfig:
 
 
 def model_name_from_uri(uri: str) -> str:
-    """The URI's last path segment: gs://bucket/models/multiply_by_5/ is named multiply_by_5."""
-    return uri.rstrip("/").rsplit("/", 1)[-1]
+    """The URI's last path segment: gs://bucket/models/multiply_by_5/ is named multiply_by_5; a pinned numbered
+    version is named after its base: gs://bucket/serving/fraud/1732700000 is named fraud."""
+    segments = uri.rstrip("/").split("/")
+    if segments[-1].isdigit() and len(segments) > 1:
+        return segments[-2]
+    return segments[-1]
 
 
 def models_from_args(pattern: str, model_uris: str, model_names: str | None) -> tuple[ModelSpec, ...]:
@@ -230,6 +241,14 @@ def _check_sources_and_sinks(args: argparse.Namespace) -> None:
         )
     if args.window_seconds < 1:
         raise ParameterError(f"--window_seconds must be at least 1; got {args.window_seconds}")
+    if args.model_refresh_seconds is not None:
+        if not args.input_subscription:
+            raise ParameterError(
+                "--model_refresh_seconds swaps models under a running stream: it needs --input_subscription "
+                "(a batch run takes each base's newest complete version at launch)"
+            )
+        if args.model_refresh_seconds < 1:
+            raise ParameterError(f"--model_refresh_seconds must be at least 1; got {args.model_refresh_seconds}")
 
 
 # Parameters the configuration holds exactly as given; the others are parsed or derived below.
@@ -253,6 +272,7 @@ _AS_GIVEN = (
     "output_table",
     "dead_letter_table",
     "window_seconds",
+    "model_refresh_seconds",
     "progress",
 )
 

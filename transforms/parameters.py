@@ -66,7 +66,8 @@ PARAMETERS: tuple[Parameter, ...] = (
         "model_uris",
         "Model URIs",
         "Comma-separated SavedModel directories, each with the signature --signature_name names (serialized "
-        "tf.train.Examples, named tensors, classify or regress). "
+        "tf.train.Examples, named tensors, classify or regress), or base directories of numbered versions "
+        "(BASE/1732700000/saved_model.pb), each run at its newest complete version. "
         "Exactly one for predict, postprocess and keyed; two or more, in order, for the multi_ patterns.",
         optional=False,
         regexes=(rf"^{_PATH}(,{_PATH})*$",),
@@ -134,6 +135,14 @@ PARAMETERS: tuple[Parameter, ...] = (
         regexes=(_POSITIVE,),
     ),
     Parameter(
+        "model_refresh_seconds",
+        "Model refresh interval",
+        "Streaming: every this many seconds, look for a newer complete version under each model_uris base of "
+        "numbered versions and, if its signature fits the running one, swap it in without a restart. Default: off.",
+        "NUMBER",
+        regexes=(_POSITIVE,),
+    ),
+    Parameter(
         "key_attribute",
         "Key attribute",
         "Pub/Sub message attribute holding the key. Default: the key_field of the payload.",
@@ -158,7 +167,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         "output_topic",
         "Output Pub/Sub topic",
         "projects/PROJECT/topics/NAME to publish one message per record to: the JSON row (a serialized "
-        "PredictionLog for predict), with attributes record_id and key.",
+        "PredictionLog for predict), with attributes record_id, key and version.",
         "PUBSUB_TOPIC",
         regexes=(rf"^projects/{_PROJECT}/topics/{_PUBSUB_NAME}$",),
     ),

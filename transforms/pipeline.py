@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from transforms.config import InferenceConfig, ParameterError, config_from_args
+from transforms.inference.model_versions import resolution_line, resolve_model
 from transforms.inference.patterns import pattern_transform
 from transforms.inference.signatures import NAMED_TENSORS, Signature, input_feature, serving_signature
 from transforms.parameters import build_parser
@@ -188,6 +189,9 @@ def run(config: InferenceConfig, options: PipelineOptions) -> int:
     options.view_as(StandardOptions).streaming |= config.streaming
     check_load_location(config, options)
     plan = plan_input(config) if config.input else None
+    config = replace(config, models=tuple(resolve_model(model) for model in config.models))
+    for model in config.models:
+        print(resolution_line(model), flush=True)
     signatures = model_signatures(config, plan)
     chain = chain_outputs(config, signatures)
     started = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -9,6 +10,9 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.runner import PipelineResult
 
 from transforms import counters
+from transforms.inference.model_refresh import LOADS, REFUSALS, SERVED, UNVERSIONED
+
+_VERSION_COUNTER = re.compile(rf"version_(.+)_({SERVED}|{LOADS}|{REFUSALS})")
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,8 @@ class ModelMetrics:
     max_batch_latency_ms: float = 0.0
     model_loads: int = 0
     mean_load_ms: float = 0.0
+    # Per numbered version (transforms/inference/model_refresh.py): examples served, loads, refusals.
+    versions: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,11 @@ def summarize(result: PipelineResult, model_names: list[str]) -> RunSummary:
         batches, mean_batch, _ = merged(namespace, "inference_request_batch_size")
         _, mean_latency, max_latency = merged(namespace, "inference_batch_latency_micro_secs")
         loads, mean_load, _ = merged(namespace, "load_model_latency_milli_secs")
+        versions = defaultdict(dict)
+        for (counter_namespace, counter_name), value in sorted(counts.items()):
+            match = _VERSION_COUNTER.fullmatch(counter_name) if counter_namespace == namespace else None
+            if match and match.group(1) != UNVERSIONED:
+                versions[match.group(1)][match.group(2)] = value
         models[name] = ModelMetrics(
             counts[(namespace, "num_inferences")],
             batches,
@@ -76,6 +87,7 @@ def summarize(result: PipelineResult, model_names: list[str]) -> RunSummary:
             max_latency / 1000,
             loads,
             mean_load,
+            dict(sorted(versions.items(), key=lambda item: int(item[0]))),
         )
     prefix = counters.DEAD_LETTERS + "."
     by_stage = {
@@ -133,4 +145,16 @@ def summary_table(
                 f" {m.mean_batch_latency_ms:>14.2f} {m.max_batch_latency_ms:>13.2f}"
                 f" {m.model_loads:>6} {m.mean_load_ms:>8.0f}"
             )
+        lines += [line for name, m in summary.models.items() if (line := _versions_line(name, m.versions))]
     return "\n".join(lines)
+
+
+def _versions_line(name: str, versions: dict[str, dict[str, int]]) -> str | None:
+    """`m versions served: 1 (300), 2 (700); refused: 3`: which numbered versions answered, and how often."""
+    served = [f"{version} ({counts[SERVED]})" for version, counts in versions.items() if counts.get(SERVED)]
+    refused = [version for version, counts in versions.items() if counts.get(REFUSALS)]
+    if not served and not refused:
+        return None
+    return f"  {name} versions served: {', '.join(served) or 'none'}" + (
+        f"; refused: {', '.join(refused)}" if refused else ""
+    )

@@ -30,7 +30,6 @@ from apache_beam.ml.inference.base import ModelHandler
 from tensorflow.core.framework import types_pb2
 
 from transforms.inference.postprocess import outputs_by_example
-from transforms.inference.prediction_logs import build_tensor_prediction_logs
 from transforms.inference.signatures import SERVE_TAG, Signature, TensorInfo, input_feature
 
 ModelInput = dict[str, np.ndarray]
@@ -171,31 +170,33 @@ class NamedTensorModelHandler(ModelHandler):
     """Runs batches of per-record named inputs through the model's signature in a TF1 session.
 
     The session is loaded as tfx-bsl loads its own (`tf.compat.v1.saved_model.loader.load`), and RunInference
-    shares it across the process's threads as it shares tfx-bsl's. Out comes, per record, {alias: [values]},
-    or with `prediction_logs` a PredictionLog whose request holds the inputs as TensorProtos, as TF Serving's.
+    shares it across the process's threads as it shares tfx-bsl's. Out comes, per record, {alias: [values]};
+    `run` gives the stacked inputs and raw outputs, from which predict's PredictionLogs are built.
     """
 
-    def __init__(self, model_path: str, signature: Signature, prediction_logs: bool = False):
+    def __init__(self, model_path: str, signature: Signature):
         super().__init__()
         self._model_path = model_path
-        self._signature_name = signature.name
         self._feeds = {info.alias: info.tensor for info in signature.inputs}
         self._fetches = {info.alias: info.tensor for info in signature.outputs}
-        self._prediction_logs = prediction_logs
 
     def load_model(self) -> tf.compat.v1.Session:
         session = tf.compat.v1.Session(graph=tf.compat.v1.Graph())
         tf.compat.v1.saved_model.loader.load(session, [SERVE_TAG], self._model_path)
         return session
 
+    def run(
+        self, batch: Sequence[ModelInput], session: tf.compat.v1.Session
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The batch's inputs stacked, one array per input, and the signature's outputs for them."""
+        inputs = stacked(batch)
+        outputs = session.run(self._fetches, feed_dict={self._feeds[alias]: value for alias, value in inputs.items()})
+        return inputs, outputs
+
     def run_inference(
         self, batch: Sequence[ModelInput], model: tf.compat.v1.Session, inference_args=None
-    ) -> Iterable[Any]:
-        inputs = stacked(batch)
-        outputs = model.run(self._fetches, feed_dict={self._feeds[alias]: value for alias, value in inputs.items()})
-        if self._prediction_logs:
-            return build_tensor_prediction_logs(inputs, outputs, self._signature_name)
-        return outputs_by_example(outputs, len(batch))
+    ) -> Iterable[dict[str, list]]:
+        return outputs_by_example(self.run(batch, model)[1], len(batch))
 
     def get_num_bytes(self, batch: Sequence[ModelInput]) -> int:
         return sum(

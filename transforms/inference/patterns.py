@@ -115,16 +115,10 @@ def pending_batch(records: list[Record]) -> list[Pending]:
     return [Pending(record) for record in records]
 
 
-class _Collected:
-    def __init__(self, model_name: str):
-        self._model_name = model_name
-
-    def __call__(self, batch: list[tuple[Pending, dict]]) -> list[Pending]:
-        name = self._model_name
-        return [
-            Pending(pending.record, (*pending.predictions, ModelPrediction(name, outputs)), pending.example)
-            for pending, outputs in batch
-        ]
+def _collected(batch: list[tuple[Pending, ModelPrediction]]) -> list[Pending]:
+    return [
+        Pending(pending.record, (*pending.predictions, prediction), pending.example) for pending, prediction in batch
+    ]
 
 
 class PredictAndCollect(beam.PTransform):
@@ -137,8 +131,15 @@ class PredictAndCollect(beam.PTransform):
         self._config = config
 
     def expand(self, examples: beam.PCollection):
-        outputs, failures = examples | "Predict" >> Predict(self._model, self._signature, self._config.batching)
-        return outputs | "Collect" >> beam.Map(_Collected(self._model.name)), failures
+        config = self._config
+        outputs, failures = examples | "Predict" >> Predict(
+            self._model,
+            self._signature,
+            config.batching,
+            model_refresh_seconds=config.model_refresh_seconds,
+            input_features=config.input_features,
+        )
+        return outputs | "Collect" >> beam.Map(_collected), failures
 
 
 class PredictionLogs(beam.PTransform):
@@ -156,7 +157,12 @@ class PredictionLogs(beam.PTransform):
             records | "Pending" >> beam.Map(pending_batch), "Encode", ENCODE_STAGE, example_of
         )
         logs, failures = examples | model.name >> Predict(
-            model, self._signature, self._config.batching, prediction_logs=True
+            model,
+            self._signature,
+            self._config.batching,
+            prediction_logs=True,
+            model_refresh_seconds=self._config.model_refresh_seconds,
+            input_features=self._config.input_features,
         )
         return logs, (encode_failures, failures) | "DeadLetters" >> beam.Flatten()
 

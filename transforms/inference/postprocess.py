@@ -9,10 +9,15 @@ import numpy as np
 
 
 class ModelPrediction(NamedTuple):
-    """One model's outputs for one record: output alias -> flat list of values."""
+    """One model's outputs for one record: output alias -> flat list of values, and the model version that made them.
+
+    `version` is the numbered version directory the outputs came from (transforms/inference/model_versions.py),
+    None for a model given as a plain SavedModel directory.
+    """
 
     model: str
     outputs: dict[str, list]
+    version: str | None = None
 
 
 def _rows(alias: str, values: np.ndarray, batch_size: int) -> list[list]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -12,10 +13,11 @@ from tfx_bsl.public.proto import model_spec_pb2
 
 from transforms.config import Batching, ModelSpec
 from transforms.dead_letters import record_dead_letter
-from transforms.inference.model_cache import stage_model, stage_saved_model_proto
+from transforms.inference.model_cache import local_model_path, stage_model, stage_saved_model_proto
+from transforms.inference.model_refresh import SERVED, LoadedModel, Refresh, ServingModel, count_model_event
 from transforms.inference.named_tensors import NamedTensorModelHandler
-from transforms.inference.postprocess import outputs_by_example
-from transforms.inference.prediction_logs import build_prediction_logs
+from transforms.inference.postprocess import ModelPrediction, outputs_by_example
+from transforms.inference.prediction_logs import build_prediction_logs, build_tensor_prediction_logs, with_version
 from transforms.inference.signatures import EXAMPLES, NAMED_TENSORS, Signature
 from transforms.records.parsing import Record
 
@@ -86,44 +88,98 @@ class IsolatingModelHandler(_DelegatingModelHandler):
             )
 
 
-class OutputsModelHandler(_DelegatingModelHandler):
-    """tfx-bsl's handler without its PredictionLog post-processing: each example's outputs as plain lists.
+def _model_outputs(loaded: LoadedModel, batch: Sequence[Any]) -> tuple[Any, dict]:
+    """The batch as the model was fed it (serialized Examples, or stacked named inputs), and its raw outputs."""
+    if isinstance(loaded.handler, NamedTensorModelHandler):
+        return loaded.handler.run(batch, loaded.model)
+    serialized = [e if isinstance(e, bytes) else e.SerializeToString() for e in batch]
+    return serialized, loaded.handler._run_inference(batch, serialized, loaded.model)
 
-    tfx-bsl still loads the model, resolves the signature and runs the session; only the step that
-    builds one TensorProto per example per output (which the rows would read straight back) is left
-    out. It was half of a pipeline's time (benchmarks/README.md).
+
+class OutputsModelHandler(_DelegatingModelHandler):
+    """The engine's outputs without PredictionLog post-processing: each example's outputs as a ModelPrediction.
+
+    tfx-bsl (or, for named tensors, our own handler) still loads the model, resolves the signature and runs
+    the session; only the step that builds one TensorProto per example per output (which the rows would read
+    straight back) is left out. It was half of a pipeline's time (benchmarks/README.md).
     """
 
-    def run_inference(self, batch: Sequence[Any], model: Any, inference_args=None) -> list[dict[str, list]]:
-        serialized = [e if isinstance(e, bytes) else e.SerializeToString() for e in batch]
-        return outputs_by_example(self._base._run_inference(batch, serialized, model), len(batch))
+    def __init__(self, base: ModelHandler, model_name: str):
+        super().__init__(base)
+        self._model_name = model_name
+
+    def run_inference(self, batch: Sequence[Any], model: ServingModel, inference_args=None) -> list[ModelPrediction]:
+        loaded = model.current()  # this version answers for the whole call, and the predictions name it
+        _, outputs = _model_outputs(loaded, batch)
+        count_model_event(loaded.spec, SERVED, len(batch))
+        return [
+            ModelPrediction(self._model_name, example_outputs, loaded.version)
+            for example_outputs in outputs_by_example(outputs, len(batch))
+        ]
 
 
 class PredictionLogModelHandler(_DelegatingModelHandler):
-    """tfx-bsl's predict handler, its PredictionLogs built once per batch instead of once per example.
+    """PredictionLogs built once per batch instead of once per example, each naming the version that answered.
 
-    tfx-bsl still loads the model, resolves the signature and runs the session; the logs are the same
-    (transforms/inference/prediction_logs.py), without a `tf.make_tensor_proto` call per example per output.
+    For serialized Examples and named tensors the logs are those of tfx-bsl's predict handler and TF Serving
+    (transforms/inference/prediction_logs.py), without a `tf.make_tensor_proto` call per example per output;
+    classify and regress signatures keep tfx-bsl's own classify_log and regress_log.
     """
 
-    def run_inference(self, batch: Sequence[Any], model: Any, inference_args=None) -> list[Any]:
-        serialized = [e if isinstance(e, bytes) else e.SerializeToString() for e in batch]
-        outputs = self._base._run_inference(batch, serialized, model)
-        input_alias = self._base._io_tensor_spec.input_tensor_alias
-        return build_prediction_logs(serialized, outputs, input_alias, self._base._signatures[0].name)
+    def __init__(self, base: ModelHandler, signature: Signature):
+        super().__init__(base)
+        self._signature = signature
+
+    def run_inference(self, batch: Sequence[Any], model: ServingModel, inference_args=None) -> list[Any]:
+        loaded = model.current()  # this version answers for the whole call, and the logs name it
+        kind, name = self._signature.kind, self._signature.name
+        if kind in (EXAMPLES, NAMED_TENSORS):
+            inputs, outputs = _model_outputs(loaded, batch)
+            if kind == NAMED_TENSORS:
+                logs = build_tensor_prediction_logs(inputs, outputs, name, loaded.version)
+            else:
+                logs = build_prediction_logs(inputs, outputs, self._signature.inputs[0].alias, name, loaded.version)
+        else:
+            logs = with_version(list(loaded.handler.run_inference(batch, loaded.model)), loaded.version)
+        count_model_event(loaded.spec, SERVED, len(batch))
+        return logs
+
+
+def engine(local_path: str, signature: Signature, batching: Batching) -> ModelHandler:
+    """The handler that loads and runs one model version: ours for named tensors, tfx-bsl's for the other kinds."""
+    if signature.kind == NAMED_TENSORS:
+        return NamedTensorModelHandler(local_path, signature)
+    return CreateModelHandler(inference_spec(local_path, signature.name, batching))
 
 
 class StagedModelHandler(_DelegatingModelHandler):
-    """Stages a gs:// model into the worker's local cache before the wrapped handler loads it from there."""
+    """Stages the model (a gs:// one into the worker's local cache) and loads it with an engine of its own.
 
-    def __init__(self, base: ModelHandler, uri: str, local_path: str):
-        super().__init__(base)
-        self._uri = uri
-        self._local_path = local_path
+    The model it returns is a ServingModel; with `refresh`, newer versions of the model's base are swapped into
+    it as they appear (transforms/inference/model_refresh.py), each loaded by an engine of its own, built from
+    that version's own signature (its tensor names may differ from the launch version's).
+    """
 
-    def load_model(self) -> Any:
-        stage_model(self._uri, self._local_path)
-        return self._base.load_model()
+    def __init__(self, model: ModelSpec, signature: Signature, batching: Batching, refresh: Refresh | None = None):
+        self._model = model
+        self._signature = signature
+        self._batching = batching
+        self._refresh = refresh
+        # tfx-bsl reads the model's signatures (saved_model.pb) when its handler is built: only that file is
+        # copied here, in the launcher; every worker stages the whole model into the same local path to load it.
+        local_path = stage_saved_model_proto(model.uri)
+        super().__init__(engine(local_path, signature, batching))
+
+    def _load(self, model: ModelSpec) -> LoadedModel:
+        local_path = stage_model(model.uri, local_model_path(model.uri))
+        if model.uri == self._model.uri:
+            handler = self._base
+        else:
+            handler = engine(local_path, self._refresh.signature_of(local_path), self._batching)
+        return LoadedModel(handler, handler.load_model(), model)
+
+    def load_model(self) -> ServingModel:
+        return ServingModel(self._load(self._model), self._load, self._refresh)
 
 
 class RecordBatchHandler(_DelegatingModelHandler):
@@ -168,20 +224,6 @@ def inference_spec(model_path: str, signature_name: str, batching: Batching) -> 
     )
 
 
-def model_handler(local_path: str, signature: Signature, batching: Batching, prediction_logs: bool) -> ModelHandler:
-    """The engine for the signature's kind: ours for named tensors, tfx-bsl's for the others.
-
-    tfx-bsl's own PredictionLogs are kept for classify and regress (classify_log, regress_log), which it builds
-    from its Classification and Regression results.
-    """
-    if signature.kind == NAMED_TENSORS:
-        return NamedTensorModelHandler(local_path, signature, prediction_logs)
-    base = CreateModelHandler(inference_spec(local_path, signature.name, batching))
-    if not prediction_logs:
-        return OutputsModelHandler(base)
-    return PredictionLogModelHandler(base) if signature.kind == EXAMPLES else base
-
-
 class _SplitFailures(beam.DoFn):
     def __init__(self, model_name: str):
         self._model_name = model_name
@@ -211,19 +253,33 @@ class Predict(beam.PTransform):
     """Batches of (Pending, model input) through one model, and dead letters for the records it fails on.
 
     The model input is a serialized Example, or for a named-tensor signature a dict of the record's NumPy values.
-    Out come batches of (Pending, PredictionLog) pairs with `prediction_logs`, else of (Pending, {alias: values}).
-    The signature's kind picks the engine (`model_handler`); Beam's RunInference around it runs each batch as the
-    source made it and pairs each example with its Pending record, so nothing needs joining back afterwards.
+    Out come batches of (Pending, PredictionLog) pairs with `prediction_logs`, else of (Pending, ModelPrediction).
+    The signature's kind picks the engine (`engine`); Beam's RunInference around it runs each batch as the source
+    made it and pairs each example with its Pending record, so nothing needs joining back afterwards. With
+    `model_refresh_seconds` and a base of numbered versions, newer versions are swapped in as they appear
+    (transforms/inference/model_refresh.py).
     """
 
-    def __init__(self, model: ModelSpec, signature: Signature, batching: Batching, prediction_logs: bool = False):
+    def __init__(
+        self,
+        model: ModelSpec,
+        signature: Signature,
+        batching: Batching,
+        prediction_logs: bool = False,
+        model_refresh_seconds: int | None = None,
+        input_features: Mapping[str, str] = MappingProxyType({}),
+    ):
         super().__init__()
         self._model = model
-        # tfx-bsl reads the model's signatures (saved_model.pb) when its handler is built: only that file is
-        # copied here, in the launcher; every worker stages the whole model into the same local path to load it.
-        local_path = stage_saved_model_proto(model.uri)
-        handler = model_handler(local_path, signature, batching, prediction_logs)
-        self._handler = RecordBatchHandler(IsolatingModelHandler(StagedModelHandler(handler, model.uri, local_path)))
+        refresh = None
+        if model_refresh_seconds and model.base:
+            refresh = Refresh(model_refresh_seconds, signature, signature.output_aliases, dict(input_features))
+        staged = StagedModelHandler(model, signature, batching, refresh)
+        if prediction_logs:
+            handler = PredictionLogModelHandler(staged, signature)
+        else:
+            handler = OutputsModelHandler(staged, model.name)
+        self._handler = RecordBatchHandler(IsolatingModelHandler(handler))
 
     def expand(self, examples: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         results, failed = (

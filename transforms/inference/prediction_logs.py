@@ -48,8 +48,13 @@ def build_prediction_logs(
     outputs: Mapping[str, np.ndarray],
     input_tensor_alias: str,
     signature_name: str,
+    version: str | None = None,
 ) -> list[prediction_log_pb2.PredictionLog]:
-    """One PredictionLog per example: its request (the serialized Example) and its slice of every output."""
+    """One PredictionLog per example: its request (the serialized Example) and its slice of every output.
+
+    `version`, the numbered model version that answered, goes in the response's model_spec.version, as TF
+    Serving reports it; a model given as a plain SavedModel directory leaves it unset.
+    """
     batch_size = len(serialized_examples)
     _check_batch_dimension(outputs, batch_size)
     encodings = {alias: _OutputEncoding(values) for alias, values in outputs.items()}
@@ -64,6 +69,8 @@ def build_prediction_logs(
         request_input.string_val.append(serialized_example)
         predict_log.request.model_spec.signature_name = signature_name
         predict_log.response.model_spec.signature_name = signature_name
+        if version is not None:
+            predict_log.response.model_spec.version.value = int(version)
         for alias, encoding in encodings.items():
             tensor = predict_log.response.outputs[alias]
             tensor.dtype = encoding.dtype
@@ -86,9 +93,15 @@ def _fill(tensor, encoding: _OutputEncoding, row: np.ndarray) -> None:
 
 
 def build_tensor_prediction_logs(
-    inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray], signature_name: str
+    inputs: Mapping[str, np.ndarray],
+    outputs: Mapping[str, np.ndarray],
+    signature_name: str,
+    version: str | None = None,
 ) -> list[prediction_log_pb2.PredictionLog]:
-    """One PredictionLog per record of a named-tensor model: its inputs in the request, as TF Serving logs them."""
+    """One PredictionLog per record of a named-tensor model: its inputs in the request, as TF Serving logs them.
+
+    `version` goes in the response's model_spec.version, as in `build_prediction_logs`.
+    """
     batch_size = len(next(iter(inputs.values())))
     _check_batch_dimension(outputs, batch_size)
     tensors = {"request": inputs, "response": outputs}
@@ -103,9 +116,21 @@ def build_tensor_prediction_logs(
         predict_log = log.predict_log
         predict_log.request.model_spec.signature_name = signature_name
         predict_log.response.model_spec.signature_name = signature_name
+        if version is not None:
+            predict_log.response.model_spec.version.value = int(version)
         for alias, encoding in encodings["request"].items():
             _fill(predict_log.request.inputs[alias], encoding, rows["request"][alias][i])
         for alias, encoding in encodings["response"].items():
             _fill(predict_log.response.outputs[alias], encoding, rows["response"][alias][i])
         logs.append(log)
+    return logs
+
+
+def with_version(
+    logs: list[prediction_log_pb2.PredictionLog], version: str | None
+) -> list[prediction_log_pb2.PredictionLog]:
+    """tfx-bsl's classify_log or regress_log PredictionLogs, their responses naming the model version that answered."""
+    if version is not None:
+        for log in logs:
+            getattr(log, log.WhichOneof("log_type")).response.model_spec.version.value = int(version)
     return logs

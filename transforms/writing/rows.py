@@ -15,11 +15,14 @@ from transforms.records.parsing import Record
 
 
 def prediction_row(record: Record, predictions: Iterable[ModelPrediction]) -> dict[str, Any]:
-    """`{"key": ..., "input": {feature: value}, "predictions": [{"model": name, "outputs": {alias: [values]}}]}`."""
+    """`{"key": ..., "input": {...}, "predictions": [{"model": name, "version": v, "outputs": {alias: [values]}}]}`.
+
+    `version` is the model version that made the outputs, null for a model given as a plain SavedModel directory.
+    """
     return {
         "key": record.key,
         "input": record.features,
-        "predictions": [{"model": p.model, "outputs": p.outputs} for p in predictions],
+        "predictions": [{"model": p.model, "version": p.version, "outputs": p.outputs} for p in predictions],
     }
 
 

@@ -29,16 +29,26 @@ class Encoded(NamedTuple):
     payload: bytes
     record_id: str | None
     key: str | None
+    version: str | None = None
+
+
+def version_attribute(predictions) -> str | None:
+    """The model version(s) of a record: one model's number, or `name=number,...` for several; None when unversioned."""
+    if len(predictions) == 1:
+        return predictions[0].version
+    return ",".join(f"{p.model}={p.version}" for p in predictions if p.version is not None) or None
 
 
 def encode_row(pending: Pending) -> Encoded:
     row = row_json(prediction_row(pending.record, pending.predictions))
-    return Encoded(row, pending.record.id, pending.record.key)
+    return Encoded(row, pending.record.id, pending.record.key, version_attribute(pending.predictions))
 
 
 def encode_prediction_log(element: tuple[Pending, Any]) -> Encoded:
     pending, log = element
-    return Encoded(log.SerializeToString(), pending.record.id, pending.record.key)
+    model_spec = log.predict_log.response.model_spec
+    version = str(model_spec.version.value) if model_spec.HasField("version") else None
+    return Encoded(log.SerializeToString(), pending.record.id, pending.record.key, version)
 
 
 def unencodable_row(element: Pending | tuple[Pending, Any], error: Exception) -> DeadLetter:
@@ -129,11 +139,11 @@ def _is_utf8(text: str) -> bool:
 
 
 def pubsub_message(encoded: Encoded) -> PubsubMessage:
-    """The Pub/Sub message of an encoded record: its payload, with attributes record_id and key."""
+    """The Pub/Sub message of an encoded record: its payload, with attributes record_id, key and version."""
     # An attribute must be UTF-8; a key that is not stays escaped in the payload's JSON.
     attributes = {
         name: value
-        for name, value in (("record_id", encoded.record_id), ("key", encoded.key))
+        for name, value in (("record_id", encoded.record_id), ("key", encoded.key), ("version", encoded.version))
         if value and _is_utf8(value)
     }
     return PubsubMessage(encoded.payload, attributes)
