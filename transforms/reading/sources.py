@@ -19,6 +19,7 @@ from transforms.reading.bigquery import ReadBigQueryRows
 from transforms.reading.file_ranges import RANGE_BYTES, FileRangesOf, ReadFileRanges, csv_header, format_of
 from transforms.reading.file_records import UnreadableFile
 from transforms.records.parsing import Parsed, Record, RecordError, parse_fields, parse_record, parse_tfrecords
+from transforms.worker_memory import freeze_startup_objects
 from transforms.writing.rows import row_json
 
 PARSE_STAGE = "parse"
@@ -165,6 +166,11 @@ class _ParseRecords(beam.DoFn):
         self._types = config.feature_types
         self._requires_key = config.requires_key
         self._records_read = counters.Count(counters.RECORDS_READ, config.live_counts)
+
+    def setup(self) -> None:
+        # Every worker that handles records parses them, before any record is made: the process's startup
+        # objects are all there (see worker_memory).
+        freeze_startup_objects()
 
     def process(self, batch: Any) -> Iterable:
         raws = self._raw_records(batch)
