@@ -18,6 +18,7 @@ from transforms.dead_letters import dead_letter
 from transforms.reading.bigquery import ReadBigQueryRows
 from transforms.reading.file_ranges import RANGE_BYTES, FileRangesOf, ReadFileRanges, csv_header, format_of
 from transforms.reading.file_records import UnreadableFile
+from transforms.records.coders import RECORD_BATCH
 from transforms.records.parsing import Parsed, Record, RecordError, parse_fields, parse_record, parse_tfrecords
 from transforms.worker_memory import freeze_startup_objects
 from transforms.writing.rows import row_json
@@ -228,8 +229,8 @@ def parse(
     header: tuple[str, ...] = (),
 ) -> tuple[beam.PCollection, beam.PCollection]:
     """Batches of raw records parsed: batches of Records out, and a dead letter per bad record."""
-    parse_records = _ParseRecords(raw_records, kind, config, header)
-    return batches | "Parse" >> beam.ParDo(parse_records).with_outputs(DEAD_LETTERS, main="records")
+    parse_records = beam.ParDo(_ParseRecords(raw_records, kind, config, header)).with_output_types(RECORD_BATCH)
+    return batches | "Parse" >> parse_records.with_outputs(DEAD_LETTERS, main="records")
 
 
 class ReadRecords(beam.PTransform):
