@@ -274,52 +274,57 @@ class ReadFileRanges(beam.DoFn, FileRanges):
         tracker.try_claim(file.size_in_bytes)  # past every record start: the range holds nothing more
 
     def _read_whole(self, path: str) -> Iterator:
-        batch: list[bytes] = []
         try:
             with open_input(path) as stream:
                 if self._kind == "tfrecord":
                     records = tfrecords(stream)
                 else:
                     records = (record for offset, record in self._records(stream, 0) if offset or self._kind != "csv")
-                for record in records:
-                    yield from self._add(path, record, batch)
+                yield from self._batches(path, records)
         except (UnreadableFile, OSError) as error:
-            yield from self._flush(path, batch)
             yield self._unreadable(path, error)
-        yield from self._flush(path, batch)
 
     def _read_range(self, path: str, restriction: OffsetRange, tracker) -> Iterator:
         claimed = restriction.start - 1
-        batch: list[bytes] = []
+
+        def claimed_records(stream: BinaryIO) -> Iterator[bytes | BrokenCsvRecord]:
+            nonlocal claimed
+            for offset, record in self._text(stream, restriction):
+                if not tracker.try_claim(offset):
+                    return
+                self._bytes_read.inc(offset - max(claimed, restriction.start))
+                claimed = offset
+                if offset or self._kind != "csv":  # a CSV file's header is compared, not read
+                    yield record
+
         try:
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-                for offset, record in self._text(stream, restriction):
-                    if not tracker.try_claim(offset):
-                        break
-                    self._bytes_read.inc(offset - max(claimed, restriction.start))
-                    claimed = offset
-                    if offset or self._kind != "csv":  # a CSV file's header is compared, not read
-                        yield from self._add(path, record, batch)
+                yield from self._batches(path, claimed_records(stream))
         except (UnreadableFile, OSError) as error:
-            yield from self._flush(path, batch)
             if tracker.try_claim(max(getattr(error, "offset", 0), claimed + 1)):  # else the next range has it
                 yield self._unreadable(path, error)
-        yield from self._flush(path, batch)
 
-    def _add(self, path: str, record: bytes | BrokenCsvRecord, batch: list[bytes]) -> Iterator:
-        """`record` into `batch` (a full batch goes out), or its dead letter when it is a broken CSV record."""
-        if isinstance(record, BrokenCsvRecord):
-            yield self._dead_letter(PARSE_STAGE, RecordError(record.message()), path, record.raw)
-            return
-        batch.append(record)
-        if len(batch) >= self._batch_size:
-            yield from self._flush(path, batch)
+    def _batches(self, path: str, records: Iterable[bytes | BrokenCsvRecord]) -> Iterator:
+        """(path, [record, ...]) batches of `records`, and a dead letter for each broken CSV record among them.
 
-    @staticmethod
-    def _flush(path: str, batch: list[bytes]) -> Iterator[tuple[str, list[bytes]]]:
+        When reading fails, the batch read before the damage goes out before the error is raised again.
+        """
+        batch: list[bytes] = []
+        try:
+            for record in records:
+                if isinstance(record, BrokenCsvRecord):
+                    yield self._dead_letter(PARSE_STAGE, RecordError(record.message()), path, record.raw)
+                    continue
+                batch.append(record)
+                if len(batch) == self._batch_size:
+                    yield path, batch
+                    batch = []
+        except (UnreadableFile, OSError):
+            if batch:
+                yield path, batch
+            raise
         if batch:
-            yield path, batch[:]
-            batch.clear()
+            yield path, batch
 
     def _text(self, stream: BinaryIO, restriction: OffsetRange) -> Iterator[tuple[int, bytes | BrokenCsvRecord]]:
         """(offset, record) from the first record starting in the range of a text file."""
