@@ -1,10 +1,13 @@
-"""Batches of Records and of Encoded rows: coded by Beam as lists, each record without pickle, sized cheaply."""
+"""Batches of Records, Pending records and Encoded rows: coded by Beam as lists, sized without pickling each record."""
 
 from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam import typehints
 
+from transforms.inference.coders import PENDING_BATCH, PendingCoder
+from transforms.inference.postprocess import ModelPrediction
+from transforms.inference.predict import Pending
 from transforms.records.coders import RECORD_BATCH, RecordCoder
 from transforms.records.parsing import Record
 from transforms.writing.sinks import Encoded, EncodedCoder
@@ -37,3 +40,23 @@ def test_a_batch_of_encoded_rows_round_trips_and_is_sized_by_its_payloads():
     assert coder.decode(coder.encode(batch)) == batch
     size, _ = coder.get_impl().get_estimated_size_and_observables(batch)
     assert size == 4 + (12 + 3 + 1 + 1) + (2 + 1)
+
+
+def test_text_utf8_cannot_hold_survives_encoding():
+    """A JSON \\udc00 escape reads as a lone surrogate; the record must still cross a stage boundary intact."""
+    record = Record("id", "\udc00", {"s": "\ud800"}, b'{"key": "\\udc00"}', "in.jsonl")
+    coder = beam.coders.registry.get_coder(RECORD_BATCH)
+    assert coder.decode(coder.encode([record])) == [record]
+
+
+def test_a_batch_of_pending_records_round_trips_and_is_sized_by_its_records_and_outputs():
+    pending = [
+        Pending(RECORDS[0]),
+        Pending(RECORDS[1], (ModelPrediction("m5", {"y": [1.0, 2.0]}), ModelPrediction("m10", {"y": [3.0]})), b"ex"),
+    ]
+    coder = beam.coders.registry.get_coder(PENDING_BATCH)
+    assert coder == beam.coders.ListCoder(PendingCoder())
+    assert coder.decode(coder.encode(pending)) == pending
+    size, _ = coder.get_impl().get_estimated_size_and_observables(pending)
+    records = [RecordCoder().estimate_size(p.record) for p in pending]
+    assert size == 4 + (records[0] + 1) + (records[1] + 2 + 8 * 3 + 1)

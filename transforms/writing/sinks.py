@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -33,29 +34,28 @@ class Encoded(NamedTuple):
 
 
 class EncodedCoder(beam.coders.Coder):
-    """An Encoded record as Beam's own tuple of bytes and text, sized by its payload.
+    """An Encoded record pickled where it must be encoded, sized by its payload where Beam samples its size.
 
     Batches of Encoded records are one element each; without it, Beam's element-size sampling pickled every
-    record of a sampled batch (see transforms/records/coders.py).
+    record of a sampled batch (see transforms/records/coders.py, also for why pickle encodes it).
     """
 
     def encode(self, encoded: Encoded) -> bytes:
-        return _FIELDS.encode(tuple(encoded))
+        return pickle.dumps(encoded, pickle.HIGHEST_PROTOCOL)
 
     def decode(self, data: bytes) -> Encoded:
-        return Encoded(*_FIELDS.decode(data))
+        return pickle.loads(data)
 
     def estimate_size(self, encoded: Encoded) -> int:
         return len(encoded.payload) + len(encoded.record_id or "") + len(encoded.key or "")
 
     def is_deterministic(self) -> bool:
-        return True
+        return False
 
     def to_type_hint(self):
         return Encoded
 
 
-_FIELDS = beam.coders.FastPrimitivesCoder()
 beam.coders.registry.register_coder(Encoded, EncodedCoder)
 
 
