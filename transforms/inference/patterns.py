@@ -8,6 +8,7 @@ import apache_beam as beam
 
 from transforms.config import InferenceConfig, ModelSpec
 from transforms.dead_letters import record_dead_letter
+from transforms.inference.coders import EXAMPLE_BATCH, PENDING_BATCH
 from transforms.inference.postprocess import ModelPrediction
 from transforms.inference.predict import DEAD_LETTERS, Pending, Predict
 from transforms.records.examples import encode_example
@@ -66,7 +67,8 @@ class _ModelInput(beam.DoFn):
 
 def encode(pending: beam.PCollection, label: str, stage: str, example_of) -> tuple:
     """Batches of (Pending, serialized Example) pairs, and dead letters for records whose Example cannot be built."""
-    return pending | label >> beam.ParDo(_ModelInput(stage, example_of)).with_outputs(DEAD_LETTERS, main="examples")
+    model_input = beam.ParDo(_ModelInput(stage, example_of)).with_output_types(EXAMPLE_BATCH)
+    return pending | label >> model_input.with_outputs(DEAD_LETTERS, main="examples")
 
 
 def pending_batch(records: list[Record]) -> list[Pending]:
@@ -98,7 +100,8 @@ class PredictAndCollect(beam.PTransform):
         outputs, failures = examples | "Predict" >> Predict(
             self._model, self._config.signature_name, self._config.batching
         )
-        return outputs | "Collect" >> beam.Map(_Collected(self._model.name)), failures
+        collected = beam.Map(_Collected(self._model.name)).with_output_types(PENDING_BATCH)
+        return outputs | "Collect" >> collected, failures
 
 
 class PredictionLogs(beam.PTransform):
@@ -111,7 +114,10 @@ class PredictionLogs(beam.PTransform):
     def expand(self, records: beam.PCollection):
         model = self._config.models[0]
         examples, encode_failures = encode(
-            records | "Pending" >> beam.Map(pending_batch), "Encode", ENCODE_STAGE, record_example
+            records | "Pending" >> beam.Map(pending_batch).with_output_types(PENDING_BATCH),
+            "Encode",
+            ENCODE_STAGE,
+            record_example,
         )
         logs, failures = examples | model.name >> Predict(
             model, self._config.signature_name, self._config.batching, prediction_logs=True
@@ -132,7 +138,7 @@ class SequentialPredictions(beam.PTransform):
         self._chain_outputs = chain_outputs
 
     def expand(self, records: beam.PCollection):
-        pending = records | "Pending" >> beam.Map(pending_batch)
+        pending = records | "Pending" >> beam.Map(pending_batch).with_output_types(PENDING_BATCH)
         dead_letters = []
         for index, model in enumerate(self._config.models):
             if index == 0:
@@ -169,12 +175,15 @@ class ParallelPredictions(beam.PTransform):
 
     def expand(self, records: beam.PCollection):
         examples, encode_failures = encode(
-            records | "Pending" >> beam.Map(pending_batch), "Encode", ENCODE_STAGE, record_example
+            records | "Pending" >> beam.Map(pending_batch).with_output_types(PENDING_BATCH),
+            "Encode",
+            ENCODE_STAGE,
+            record_example,
         )
-        pending = examples | "KeepExample" >> beam.Map(_keeping_example)
+        pending = examples | "KeepExample" >> beam.Map(_keeping_example).with_output_types(PENDING_BATCH)
         dead_letters = [encode_failures]
         for model in self._config.models:
-            inputs = pending | f"Input {model.name}" >> beam.Map(_with_its_example)
+            inputs = pending | f"Input {model.name}" >> beam.Map(_with_its_example).with_output_types(EXAMPLE_BATCH)
             pending, failures = inputs | model.name >> PredictAndCollect(model, self._config)
             dead_letters.append(failures)
         return pending, dead_letters | "DeadLetters" >> beam.Flatten()
