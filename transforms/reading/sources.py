@@ -99,11 +99,6 @@ class RawRecord(NamedTuple):
     fields: dict | None = None
 
 
-def file_record(element: tuple[str, bytes]) -> RawRecord:
-    filename, data = element
-    return RawRecord(filename, data)
-
-
 def file_batch(element: tuple[str, list[bytes]]) -> list[RawRecord]:
     """A batch of records as the file reader gives it, (file name, [record, ...]), as RawRecords."""
     filename, records = element
