@@ -14,7 +14,7 @@ from transforms.dead_letters import DeadLetter
 from transforms.inference.patterns import ENCODE_STAGE, encode, pending_batch, record_example
 from transforms.inference.predict import Pending
 from transforms.parameters import build_parser
-from transforms.reading.sources import file_record, parse_batches
+from transforms.reading.sources import ReadRecords, file_batch, parse, plan_input
 from transforms.records.examples import decode_example, encode_example
 from transforms.records.parsing import Record
 from transforms.writing.sinks import write_results
@@ -30,13 +30,15 @@ def letter_fields(letter: DeadLetter) -> tuple:
 
 
 def test_bad_json_lines_in_a_batch_are_one_dead_letter_each_and_the_rest_stay_batched(tmp_path):
-    config = batch_config(tmp_path, "--min_batch_size=4", "--max_batch_size=4")
+    config = batch_config(tmp_path)
     lines = [b'{"key": "k%d", "x": %d}' % (i, i) for i in range(10)]
     lines[2] = b'{"key": "k2", "x": '
     lines[7] = b'{"key": "k7", "x": "seven"}'
     with beam.Pipeline() as pipeline:
-        raw = pipeline | beam.Create([("in.jsonl", line) for line in lines], reshuffle=False)
-        batches, dead_letters = parse_batches(raw, file_record, "jsonl", config)
+        # Batches of four as the file reader emits them: (file name, [raw record, ...]).
+        file_batches = [("in.jsonl", lines[start : start + 4]) for start in (0, 4, 8)]
+        raw = pipeline | beam.Create(file_batches, reshuffle=False)
+        batches, dead_letters = parse(raw, file_batch, "jsonl", config)
         sizes = batches | "Sizes" >> beam.Map(len)
         assert_that(sizes, equal_to([3, 3, 2]), label="BatchesOfFourLessTheirBadRecords")
         records = batches | beam.FlatMap(lambda batch: [(r.key, r.features["x"], r.raw) for r in batch])
@@ -69,12 +71,12 @@ def test_bad_json_lines_in_a_batch_are_one_dead_letter_each_and_the_rest_stay_ba
 
 
 def test_a_tfrecord_batch_with_garbage_inside_is_split_and_only_the_garbage_is_dead(tmp_path):
-    config = batch_config(tmp_path, "--min_batch_size=8", "--max_batch_size=8")
+    config = batch_config(tmp_path)
     raws = [encode_example({"key": f"k{i}", "x": float(i)}) for i in range(8)]
     raws[5] = b"\x00 not an Example"
     with beam.Pipeline() as pipeline:
-        raw = pipeline | beam.Create([("in.tfrecord", r) for r in raws], reshuffle=False)
-        batches, dead_letters = parse_batches(raw, file_record, "tfrecord", config)
+        raw = pipeline | beam.Create([("in.tfrecord", raws)], reshuffle=False)
+        batches, dead_letters = parse(raw, file_batch, "tfrecord", config)
         records = batches | beam.FlatMap(
             lambda batch: [(r.key, r.features, decode_example(r.model_input)) for r in batch]
         )
@@ -142,3 +144,19 @@ def test_a_row_that_cannot_be_encoded_is_one_dead_letter_and_its_batch_mates_are
     assert sorted(json.loads(line)["key"] for line in lines) == ["k0", "k2"]
     written = result.metrics().query(beam.metrics.MetricsFilter().with_name(counters.ROWS_WRITTEN))["counters"]
     assert sum(c.committed for c in written) == 2
+
+
+def test_the_file_reader_emits_batches_of_max_batch_size_and_a_bad_record_costs_only_itself(tmp_path):
+    path = tmp_path / "in.jsonl"
+    lines = [b'{"key": "k%d", "x": %d}' % (i, i) for i in range(10)]
+    lines[5] = b"not JSON"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    config = batch_config(tmp_path, f"--input={path}", "--max_batch_size=4")
+    with beam.Pipeline() as pipeline:
+        batches, dead_letters = pipeline | ReadRecords(plan_input(config), config)
+        assert_that(batches | "Sizes" >> beam.Map(len), equal_to([4, 3, 2]), label="ReadInFoursLessTheBadOne")
+        assert_that(
+            dead_letters | beam.Map(lambda letter: (letter.stage, letter.raw, letter.source)),
+            equal_to([("parse", b"not JSON", str(path))]),
+            label="OneDeadLetter",
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from pathlib import Path
@@ -22,6 +23,7 @@ from transforms.reading.file_ranges import (
     _Chunk,
     _CsvRange,
     _summarize,
+    _WholeFile,
     ranges_offered,
 )
 from transforms.reading.file_records import lines
@@ -113,36 +115,63 @@ def test_a_file_of_hundreds_of_mb_is_read_as_several_ranges_by_two_workers(tmp_p
 
 
 def test_a_range_split_while_it_runs_hands_on_exactly_the_records_it_did_not_read(tmp_path):
-    """Dynamic work rebalancing: the running range stops at the split, the rest starts at the next true record."""
+    """Dynamic work rebalancing: the running range stops at the split, the rest starts at the next true record.
+
+    Records go out in batches: the batch being gathered when the split comes holds only records claimed
+    before it, and goes out when the range ends.
+    """
     path = tmp_path / "input.csv"
     write_records(path, "csv", 200_000, boundaries=1 << 10)
     size = path.stat().st_size
-    read = ReadFileRanges("csv", ("key", "x", "note"), str(path))
+    read = ReadFileRanges("csv", ("key", "x", "note"), str(path), batch_size=7)
     element = (FileMetadata(str(path), size), _CsvRange(0, size, 0))
     tracker = OffsetRestrictionTracker(_CsvRange(0, size, 0))
     first, residual = [], None
-    for output in read.process(element, tracker):
-        first.append(output)
-        if len(first) == 50:
+    for filename, batch in read.process(element, tracker):
+        assert filename == str(path) and 0 < len(batch) <= 7
+        first += batch
+        if len(first) == 49:
             _, residual = tracker.try_split(0.5)
             assert isinstance(residual, _CsvRange) and residual.anchor == 0
-    rest = list(read.process(element, OffsetRestrictionTracker(residual)))
+    rest = [record for _, batch in read.process(element, OffsetRestrictionTracker(residual)) for record in batch]
     with open(path, "rb") as stream:
-        whole = [(str(path), record) for offset, record in csv_records(stream) if offset]
-    assert len(first) > 50 and rest and first + rest == whole
+        whole = [record for offset, record in csv_records(stream) if offset]
+    assert len(first) > 49 and rest and first + rest == whole
 
 
 def test_every_line_of_a_json_lines_file_belongs_to_exactly_one_range(tmp_path):
     path = tmp_path / "input.jsonl"
     path.write_bytes(b"".join(b'{"key": "k%d", "x": %d}\n' % (i, i) for i in range(500)) + b'{"key": "last", "x": 1}')
     size = path.stat().st_size
-    read = ReadFileRanges("jsonl")
+    read = ReadFileRanges("jsonl", batch_size=4)
     file = FileMetadata(str(path), size)
     got = []
     for start in range(0, size, 333):
         restriction = OffsetRange(start, min(start + 333, size))
-        got += [record for _, record in read.process((file, restriction), OffsetRestrictionTracker(restriction))]
+        for _, batch in read.process((file, restriction), OffsetRestrictionTracker(restriction)):
+            assert 0 < len(batch) <= 4
+            got += batch
     assert got == path.read_bytes().splitlines()
+
+
+def test_a_damaged_file_gives_the_batches_read_before_the_damage_then_one_read_dead_letter(tmp_path):
+    """The batch being gathered when the damage is found is not lost: it goes out before the dead letter."""
+    path = tmp_path / "input.jsonl.gz"
+    whole = gzip.compress(b"".join(b'{"key": "k%d", "x": %d}\n' % (i, i) for i in range(1000)))
+    path.write_bytes(whole[: len(whole) - 20])  # cut: the end-of-stream marker and the last lines are gone
+    size = path.stat().st_size
+    read = ReadFileRanges("jsonl", batch_size=64)
+    outputs = list(
+        read.process(
+            (FileMetadata(str(path), size), _WholeFile(0, size)), OffsetRestrictionTracker(_WholeFile(0, size))
+        )
+    )
+    *batches, letter = outputs
+    records = [record for _, batch in batches for record in batch]
+    assert 900 < len(records) < 1000
+    assert records == [b'{"key": "k%d", "x": %d}' % (i, i) for i in range(len(records))]
+    assert letter.tag == "dead_letters" and letter.value.stage == "read"
+    assert "cannot be read past byte" in letter.value.message
 
 
 def test_a_file_named_as_another_format_than_the_names_gave_is_one_read_dead_letter(tmp_path):

@@ -209,3 +209,18 @@ _feature_values = st.one_of(
 )
 def test_any_batch_of_examples_and_garbage_parses_as_each_record_alone(raws):
     _assert_parsed_as_alone(raws)
+
+
+def test_a_column_with_one_value_that_is_not_utf8_keeps_its_batch_mates_as_text():
+    """A bytes column is checked for UTF-8 at once; one value that is not makes each be looked at on its own."""
+    raws = [encode_example({"key": f"k{i}", "s": "é" if i != 3 else b"\xff\xfe"}) for i in range(6)]
+    parsed = parse_tfrecords(raws, "key")
+    assert [p.features["s"] for p in parsed] == ["é", "é", "é", b"\xff\xfe", "é", "é"]
+    assert [p.key for p in parsed] == [f"k{i}" for i in range(6)]
+    _assert_parsed_as_alone(raws)
+
+
+def test_keys_that_are_not_utf8_keep_their_other_bytes_escaped_in_a_batch():
+    raws = [encode_example({"key": b"k\xff" if i == 1 else f"k{i}".encode(), "x": 1.0}) for i in range(3)]
+    assert [p.key for p in parse_tfrecords(raws, "key")] == ["k0", "k\\xff", "k2"]
+    _assert_parsed_as_alone(raws)

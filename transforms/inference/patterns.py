@@ -8,6 +8,7 @@ import apache_beam as beam
 
 from transforms.config import InferenceConfig, ModelSpec
 from transforms.dead_letters import record_dead_letter
+from transforms.inference.coders import EXAMPLE_BATCH, PENDING_BATCH
 from transforms.inference.named_tensors import ModelInput, RecordTensors
 from transforms.inference.postprocess import ModelPrediction
 from transforms.inference.predict import DEAD_LETTERS, Pending, Predict
@@ -107,7 +108,8 @@ class _ModelInput(beam.DoFn):
 
 def encode(pending: beam.PCollection, label: str, stage: str, example_of) -> tuple:
     """Batches of (Pending, serialized Example) pairs, and dead letters for records whose Example cannot be built."""
-    return pending | label >> beam.ParDo(_ModelInput(stage, example_of)).with_outputs(DEAD_LETTERS, main="examples")
+    model_input = beam.ParDo(_ModelInput(stage, example_of)).with_output_types(EXAMPLE_BATCH)
+    return pending | label >> model_input.with_outputs(DEAD_LETTERS, main="examples")
 
 
 def pending_batch(records: list[Record]) -> list[Pending]:
@@ -139,7 +141,7 @@ class PredictAndCollect(beam.PTransform):
             model_refresh_seconds=config.model_refresh_seconds,
             input_features=config.input_features,
         )
-        return outputs | "Collect" >> beam.Map(_collected), failures
+        return outputs | "Collect" >> beam.Map(_collected).with_output_types(PENDING_BATCH), failures
 
 
 class PredictionLogs(beam.PTransform):
@@ -154,7 +156,10 @@ class PredictionLogs(beam.PTransform):
         model = self._config.models[0]
         example_of = first_input(self._signature, self._config)
         examples, encode_failures = encode(
-            records | "Pending" >> beam.Map(pending_batch), "Encode", ENCODE_STAGE, example_of
+            records | "Pending" >> beam.Map(pending_batch).with_output_types(PENDING_BATCH),
+            "Encode",
+            ENCODE_STAGE,
+            example_of,
         )
         logs, failures = examples | model.name >> Predict(
             model,
@@ -181,7 +186,7 @@ class SequentialPredictions(beam.PTransform):
         self._signatures = signatures
 
     def expand(self, records: beam.PCollection):
-        pending = records | "Pending" >> beam.Map(pending_batch)
+        pending = records | "Pending" >> beam.Map(pending_batch).with_output_types(PENDING_BATCH)
         dead_letters = []
         for index, (model, signature) in enumerate(zip(self._config.models, self._signatures, strict=True)):
             if index == 0:
@@ -219,11 +224,11 @@ class ParallelPredictions(beam.PTransform):
         self._signatures = signatures
 
     def expand(self, records: beam.PCollection):
-        pending = records | "Pending" >> beam.Map(pending_batch)
+        pending = records | "Pending" >> beam.Map(pending_batch).with_output_types(PENDING_BATCH)
         dead_letters = []
         if any(signature.kind != NAMED_TENSORS for signature in self._signatures):
             examples, encode_failures = encode(pending, "Encode", ENCODE_STAGE, record_example)
-            pending = examples | "KeepExample" >> beam.Map(_keeping_example)
+            pending = examples | "KeepExample" >> beam.Map(_keeping_example).with_output_types(PENDING_BATCH)
             dead_letters.append(encode_failures)
         for model, signature in zip(self._config.models, self._signatures, strict=True):
             if signature.kind == NAMED_TENSORS:
@@ -231,7 +236,8 @@ class ParallelPredictions(beam.PTransform):
                 inputs, encode_failures = encode(pending, f"Encode {model.name}", ENCODE_STAGE, tensors)
                 dead_letters.append(encode_failures)
             else:
-                inputs = pending | f"Input {model.name}" >> beam.Map(_with_its_example)
+                with_example = beam.Map(_with_its_example).with_output_types(EXAMPLE_BATCH)
+                inputs = pending | f"Input {model.name}" >> with_example
             pending, failures = inputs | model.name >> PredictAndCollect(model, signature, self._config)
             dead_letters.append(failures)
         return pending, dead_letters | "DeadLetters" >> beam.Flatten()

@@ -222,7 +222,12 @@ def csv_header(path: str) -> tuple[str, ...]:
 
 
 class ReadFileRanges(beam.DoFn, FileRanges):
-    """(file name, raw record) for each record starting in a range of a matched file, and dead letters.
+    """(file name, [raw record, ...]) for the records starting in a range of a matched file, and dead letters.
+
+    Records go out in batches of at most `batch_size`, each batch one element: Beam's cost per element (and
+    the batching step the parser would otherwise need) is paid once per batch. A batch holds only records
+    whose start this range claimed; when a claim fails (the range was split while it ran), the records
+    claimed so far go out and the range ends there.
 
     An unreadable rest of a file (corrupt, truncated) is one `read` dead letter and counts as one record
     read; so is a file whose records are not read at all: named as another format than the input's, or
@@ -237,6 +242,7 @@ class ReadFileRanges(beam.DoFn, FileRanges):
         names_format: bool = False,
         range_bytes: int = RANGE_BYTES,
         progress: ProgressCounts | None = None,
+        batch_size: int = 512,
     ):
         beam.DoFn.__init__(self)
         FileRanges.__init__(self, range_bytes)  # this DoFn is its own restriction provider
@@ -244,6 +250,7 @@ class ReadFileRanges(beam.DoFn, FileRanges):
         self._header = header
         self._header_file = header_file
         self._names_format = names_format
+        self._batch_size = batch_size
         self._records_read = counters.Count(counters.RECORDS_READ, progress)
         self._ranges_read = counters.counter(counters.INPUT_RANGES)
         self._bytes_read = counters.Count(BYTES_READ, progress)
@@ -273,25 +280,51 @@ class ReadFileRanges(beam.DoFn, FileRanges):
                     records = tfrecords(stream)
                 else:
                     records = (record for offset, record in self._records(stream, 0) if offset or self._kind != "csv")
-                for record in records:
-                    yield self._output(path, record)
+                yield from self._batches(path, records)
         except (UnreadableFile, OSError) as error:
             yield self._unreadable(path, error)
 
     def _read_range(self, path: str, restriction: OffsetRange, tracker) -> Iterator:
         claimed = restriction.start - 1
+
+        def claimed_records(stream: BinaryIO) -> Iterator[bytes | BrokenCsvRecord]:
+            nonlocal claimed
+            for offset, record in self._text(stream, restriction):
+                if not tracker.try_claim(offset):
+                    return
+                self._bytes_read.inc(offset - max(claimed, restriction.start))
+                claimed = offset
+                if offset or self._kind != "csv":  # a CSV file's header is compared, not read
+                    yield record
+
         try:
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-                for offset, record in self._text(stream, restriction):
-                    if not tracker.try_claim(offset):
-                        return
-                    self._bytes_read.inc(offset - max(claimed, restriction.start))
-                    claimed = offset
-                    if offset or self._kind != "csv":  # a CSV file's header is compared, not read
-                        yield self._output(path, record)
+                yield from self._batches(path, claimed_records(stream))
         except (UnreadableFile, OSError) as error:
             if tracker.try_claim(max(getattr(error, "offset", 0), claimed + 1)):  # else the next range has it
                 yield self._unreadable(path, error)
+
+    def _batches(self, path: str, records: Iterable[bytes | BrokenCsvRecord]) -> Iterator:
+        """(path, [record, ...]) batches of `records`, and a dead letter for each broken CSV record among them.
+
+        When reading fails, the batch read before the damage goes out before the error is raised again.
+        """
+        batch: list[bytes] = []
+        try:
+            for record in records:
+                if isinstance(record, BrokenCsvRecord):
+                    yield self._dead_letter(PARSE_STAGE, RecordError(record.message()), path, record.raw)
+                    continue
+                batch.append(record)
+                if len(batch) == self._batch_size:
+                    yield path, batch
+                    batch = []
+        except (UnreadableFile, OSError):
+            if batch:
+                yield path, batch
+            raise
+        if batch:
+            yield path, batch
 
     def _text(self, stream: BinaryIO, restriction: OffsetRange) -> Iterator[tuple[int, bytes | BrokenCsvRecord]]:
         """(offset, record) from the first record starting in the range of a text file."""
@@ -306,11 +339,6 @@ class ReadFileRanges(beam.DoFn, FileRanges):
 
     def _records(self, stream: BinaryIO, start: int) -> Iterator[tuple[int, bytes | BrokenCsvRecord]]:
         return csv_records(stream, start) if self._kind == "csv" else lines(stream, start)
-
-    def _output(self, path: str, record: bytes | BrokenCsvRecord):
-        if isinstance(record, BrokenCsvRecord):
-            return self._dead_letter(PARSE_STAGE, RecordError(record.message()), path, record.raw)
-        return path, record
 
     def _unreadable(self, path: str, error: Exception):
         where = f"past byte {error.offset}" if isinstance(error, UnreadableFile) else "at all"

@@ -149,25 +149,42 @@ def _read(stream: BinaryIO, size: int, offset: int) -> bytes:
         raise UnreadableFile(str(error), offset) from None
 
 
+# TFRecords are read from the stream this many bytes at a time, and their frames taken apart in memory.
+_TFRECORD_READ_BYTES = 1 << 20
+_FRAME = struct.Struct("<QI")
+_FOOTER = struct.Struct("<I")
+
+
 def tfrecords(stream: BinaryIO) -> Iterator[bytes]:
-    """Each record of a TFRecord stream, its length and data checksums verified."""
-    offset = 0
+    """Each record of a TFRecord stream, its length and data checksums verified.
+
+    The stream is read a megabyte at a time rather than three reads per record, which were most of the
+    time of reading a file of small records. Damage is reported at the offset of the first record it cuts.
+    """
+    buffer, position, offset, ended = b"", 0, 0, False  # `offset` is the file offset of buffer[position]
     while True:
-        header = _read(stream, 12, offset)
-        if not header:
-            return
-        if len(header) < 12:
-            raise UnreadableFile(f"truncated record header ({len(header)} of 12 bytes)", offset)
-        length, length_crc = struct.unpack("<QI", header)
-        if _masked_crc32c(header[:8]) != length_crc:
-            raise UnreadableFile("record length checksum mismatch (not a TFRecord file, or corrupt)", offset)
-        data = _read(stream, length, offset)
-        footer = _read(stream, 4, offset)
-        if len(data) < length or len(footer) < 4:
-            raise UnreadableFile(f"truncated record: {len(data)} of {length} data bytes", offset)
-        if _masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+        available = len(buffer) - position
+        header_complete = available >= 12
+        if header_complete:
+            length, length_crc = _FRAME.unpack_from(buffer, position)
+            if _masked_crc32c(buffer[position : position + 8]) != length_crc:
+                raise UnreadableFile("record length checksum mismatch (not a TFRecord file, or corrupt)", offset)
+            end = position + 16 + length
+        if not header_complete or len(buffer) < end:
+            if not ended:
+                more = _read(stream, max(_TFRECORD_READ_BYTES, end - len(buffer) if header_complete else 0), offset)
+                ended = not more
+                buffer, position = buffer[position:] + more, 0
+                continue
+            if available == 0:
+                return
+            if not header_complete:
+                raise UnreadableFile(f"truncated record header ({available} of 12 bytes)", offset)
+            raise UnreadableFile(f"truncated record: {min(available - 12, length)} of {length} data bytes", offset)
+        data = buffer[position + 12 : end - 4]
+        if _masked_crc32c(data) != _FOOTER.unpack_from(buffer, end - 4)[0]:
             raise UnreadableFile("record data checksum mismatch (corrupt)", offset)
-        offset += 16 + length
+        position, offset = end, offset + 16 + length
         yield data
 
 

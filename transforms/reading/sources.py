@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -18,7 +18,9 @@ from transforms.dead_letters import dead_letter
 from transforms.reading.bigquery import ReadBigQueryRows
 from transforms.reading.file_ranges import RANGE_BYTES, FileRangesOf, ReadFileRanges, csv_header, format_of
 from transforms.reading.file_records import UnreadableFile
+from transforms.records.coders import RECORD_BATCH
 from transforms.records.parsing import Parsed, Record, RecordError, parse_fields, parse_record, parse_tfrecords
+from transforms.worker_memory import freeze_startup_objects
 from transforms.writing.rows import row_json
 
 PARSE_STAGE = "parse"
@@ -97,9 +99,20 @@ class RawRecord(NamedTuple):
     fields: dict | None = None
 
 
-def file_record(element: tuple[str, bytes]) -> RawRecord:
-    filename, data = element
-    return RawRecord(filename, data)
+def file_batch(element: tuple[str, list[bytes]]) -> list[RawRecord]:
+    """A batch of records as the file reader gives it, (file name, [record, ...]), as RawRecords."""
+    filename, records = element
+    return [RawRecord(filename, data) for data in records]
+
+
+class TransportBatch:
+    """A batch of elements as their transport gave them (messages, table rows), each made a RawRecord."""
+
+    def __init__(self, unpack: Callable[[Any], RawRecord]):
+        self._unpack = unpack
+
+    def __call__(self, batch: list) -> list[RawRecord]:
+        return [self._unpack(element) for element in batch]
 
 
 def table_record(element: tuple[str, dict]) -> RawRecord:
@@ -132,10 +145,17 @@ class _ParseRecords(beam.DoFn):
     """A batch of raw elements in, its parsed Records out as one list, and a dead letter per bad record.
 
     Each record is parsed on its own, so a bad one costs only itself whatever else its batch holds.
+    `raw_records` makes the element's RawRecords (file_batch, or a TransportBatch).
     """
 
-    def __init__(self, unpack, kind: str, config: InferenceConfig, header: tuple[str, ...] = ()):
-        self._unpack = unpack
+    def __init__(
+        self,
+        raw_records: Callable[[Any], list[RawRecord]],
+        kind: str,
+        config: InferenceConfig,
+        header: tuple[str, ...] = (),
+    ):
+        self._raw_records = raw_records
         self._kind = kind
         self._header = header
         self._key_field = config.key_field
@@ -143,9 +163,14 @@ class _ParseRecords(beam.DoFn):
         self._requires_key = config.requires_key
         self._records_read = counters.Count(counters.RECORDS_READ, config.live_counts)
 
-    def process(self, batch: list) -> Iterable:
-        self._records_read.inc(len(batch))
-        raws = [self._unpack(element) for element in batch]
+    def setup(self) -> None:
+        # Every worker that handles records parses them, before any record is made: the process's startup
+        # objects are all there (see worker_memory).
+        freeze_startup_objects()
+
+    def process(self, batch: Any) -> Iterable:
+        raws = self._raw_records(batch)
+        self._records_read.inc(len(raws))
         if self._kind == "tfrecord":
             parsed = parse_tfrecords([raw.data for raw in raws], self._key_field)
         else:
@@ -185,11 +210,22 @@ def parse_batches(
     batch, not once per record.
     """
     batching = config.batching
-    return (
-        raw
-        | "Batch" >> beam.BatchElements(min_batch_size=batching.min_batch_size, max_batch_size=batching.max_batch_size)
-        | "Parse" >> beam.ParDo(_ParseRecords(unpack, kind, config, header)).with_outputs(DEAD_LETTERS, main="records")
+    batches = raw | "Batch" >> beam.BatchElements(
+        min_batch_size=batching.min_batch_size, max_batch_size=batching.max_batch_size
     )
+    return parse(batches, TransportBatch(unpack), kind, config, header)
+
+
+def parse(
+    batches: beam.PCollection,
+    raw_records: Callable[[Any], list[RawRecord]],
+    kind: str,
+    config: InferenceConfig,
+    header: tuple[str, ...] = (),
+) -> tuple[beam.PCollection, beam.PCollection]:
+    """Batches of raw records parsed: batches of Records out, and a dead letter per bad record."""
+    parse_records = beam.ParDo(_ParseRecords(raw_records, kind, config, header)).with_output_types(RECORD_BATCH)
+    return batches | "Parse" >> parse_records.with_outputs(DEAD_LETTERS, main="records")
 
 
 class ReadRecords(beam.PTransform):
@@ -209,7 +245,13 @@ class ReadRecords(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
         plan = self._plan
         read = ReadFileRanges(
-            plan.format, plan.header, plan.header_file, plan.names_format, self._range_bytes, self._config.live_counts
+            plan.format,
+            plan.header,
+            plan.header_file,
+            plan.names_format,
+            self._range_bytes,
+            self._config.live_counts,
+            self._config.batching.max_batch_size,
         )
         raw, unreadable = (
             pbegin
@@ -220,7 +262,7 @@ class ReadRecords(beam.PTransform):
             | "SpreadRanges" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(read).with_outputs(DEAD_LETTERS, main="raw")
         )
-        records, bad = parse_batches(raw, file_record, plan.format, self._config, plan.header)
+        records, bad = parse(raw, file_batch, plan.format, self._config, plan.header)
         return records, (unreadable, bad) | "DeadLetters" >> beam.Flatten()
 
 

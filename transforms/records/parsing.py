@@ -215,41 +215,80 @@ def _feature_value(values: list) -> FeatureValue:
     return values[0] if len(values) == 1 else values
 
 
+def _texts_if_utf8(values: pa.Array) -> list:
+    """Bytes values as text when they are UTF-8, as text_if_utf8 gives them: checked at once for the column."""
+    try:
+        return values.cast(pa.large_string()).to_pylist()
+    except pa.ArrowInvalid:  # some value is not UTF-8: each is looked at on its own
+        return [text_if_utf8(v) for v in values.to_pylist()]
+
+
+def _column_values(column: pa.Array) -> list[FeatureValue]:
+    """Each record's value of one feature column: a scalar where it has one value, else a list.
+
+    A column whose every record has one value (the usual case) is flattened and converted at once, with no
+    list per record; only a multi-valued column pays a list per record.
+    """
+    lengths = pc.list_value_length(column)
+    if pc.min(lengths).as_py() == 1 and pc.max(lengths).as_py() == 1:
+        flat = column.flatten()
+        return _texts_if_utf8(flat) if pa.types.is_large_binary(flat.type) else flat.to_pylist()
+    return [_feature_value(values) for values in column.to_pylist()]
+
+
 def _parsed_columns(batch: pa.RecordBatch, raws: Sequence[bytes], key_field: str) -> list[Parsed | RecordError | None]:
     """Each record of a decoded batch as parse_tfrecord would parse it, or None where only it can say.
 
     That is a record lacking one of the batch's features, or whose key is not a single value: its
-    features differ from its batch-mates', and parse_tfrecord settles it (or names what is wrong).
+    features differ from its batch-mates', and parse_tfrecord settles it (or names what is wrong). The
+    rest are converted a column at a time.
     """
     names = [name for name in batch.schema.names if name != key_field]
     columns = [batch.column(name) for name in names]
     if not names or any(pa.types.is_null(column.type) for column in batch.columns):
         return [None] * len(raws)
-    complete = pc.invert(functools.reduce(pc.or_, [column.is_null() for column in columns]))
-    keys: list = [None] * len(raws)
+    incomplete = functools.reduce(pc.or_, [column.is_null() for column in columns])
     model_inputs: Sequence[bytes] = raws
     if key_field in batch.schema.names:
         key_column = batch.column(key_field)
-        complete = pc.and_(complete, pc.equal(pc.fill_null(pc.list_value_length(key_column), 0), 1))
-        keys = [values[0] if values else None for values in key_column.to_pylist()]
+        one_key = pc.equal(pc.fill_null(pc.list_value_length(key_column), 0), 1)
+        incomplete = pc.or_(incomplete, pc.invert(one_key))
+    if incomplete.true_count:  # the complete records alone are converted a column at a time
+        complete = pc.invert(incomplete)
+        parsed: list[Parsed | RecordError | None] = [None] * len(raws)
+        indexes = [i for i, ok in enumerate(complete.to_pylist()) if ok]
+        if indexes:
+            subset = _parsed_columns(batch.filter(complete), [raws[i] for i in indexes], key_field)
+            for i, result in zip(indexes, subset, strict=True):
+                parsed[i] = result
+        return parsed
+    keys: list = [None] * len(raws)
+    if key_field in batch.schema.names:
+        keys = _keys(batch.column(key_field).flatten(), key_field)
         model_inputs = _ENCODER.encode(batch.drop_columns([key_field]))
-    values = [column.to_pylist() for column in columns]
-    parsed: list[Parsed | RecordError | None] = []
-    for i, ok in enumerate(complete.to_pylist()):
-        if not ok:
-            parsed.append(None)
-            continue
-        key = keys[i]
-        if isinstance(key, bytes):
-            key = key.decode("utf-8", errors="backslashreplace")
+    values = [_column_values(column) for column in columns]
+    features = [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+    return [
+        key if isinstance(key, RecordError) else Parsed(key, record_features, model_input)
+        for key, record_features, model_input in zip(keys, features, model_inputs, strict=True)
+    ]
+
+
+def _keys(values: pa.Array, key_field: str) -> list[str | RecordError | None]:
+    """One key per record, as parse_tfrecord reads it: text (bytes decoded), a whole number as text, or the error."""
+    if pa.types.is_large_binary(values.type):
         try:
-            key = _key_text(key, key_field)
+            texts = values.cast(pa.large_string()).to_pylist()
+        except pa.ArrowInvalid:  # a key that is not UTF-8 keeps its other bytes escaped
+            texts = [v.decode("utf-8", errors="backslashreplace") for v in values.to_pylist()]
+        return [text or None for text in texts]
+    keys: list[str | RecordError | None] = []
+    for value in values.to_pylist():
+        try:
+            keys.append(_key_text(value, key_field))
         except RecordError as error:
-            parsed.append(error)
-            continue
-        features = {name: _feature_value(column[i]) for name, column in zip(names, values, strict=True)}
-        parsed.append(Parsed(key, features, model_inputs[i]))
-    return parsed
+            keys.append(error)
+    return keys
 
 
 def parse_tfrecords(raws: Sequence[bytes], key_field: str) -> list[Parsed | RecordError]:

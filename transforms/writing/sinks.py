@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+from apache_beam import typehints
 from apache_beam.io.gcp.pubsub import PubsubMessage
 
 from transforms import counters
@@ -37,6 +39,32 @@ def version_attribute(predictions) -> str | None:
     if len(predictions) == 1:
         return predictions[0].version
     return ",".join(f"{p.model}={p.version}" for p in predictions if p.version is not None) or None
+
+
+class EncodedCoder(beam.coders.Coder):
+    """An Encoded record pickled where it must be encoded, sized by its payload where Beam samples its size.
+
+    Batches of Encoded records are one element each; without it, Beam's element-size sampling pickled every
+    record of a sampled batch (see transforms/records/coders.py, also for why pickle encodes it).
+    """
+
+    def encode(self, encoded: Encoded) -> bytes:
+        return pickle.dumps(encoded, pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, data: bytes) -> Encoded:
+        return pickle.loads(data)
+
+    def estimate_size(self, encoded: Encoded) -> int:
+        return len(encoded.payload) + len(encoded.record_id or "") + len(encoded.key or "")
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def to_type_hint(self):
+        return Encoded
+
+
+beam.coders.registry.register_coder(Encoded, EncodedCoder)
 
 
 def encode_row(pending: Pending) -> Encoded:
@@ -259,9 +287,8 @@ class _EncodeCountWrite(beam.PTransform):
     def expand(self, elements: beam.PCollection) -> beam.PCollection:
         if self._one_each:
             elements = elements | "OneEach" >> beam.Map(_one_each)
-        encoded, unencodable = elements | "Encode" >> beam.ParDo(self._encode).with_outputs(
-            DEAD_LETTERS, main="encoded"
-        )
+        encode = beam.ParDo(self._encode).with_output_types(typehints.List[Encoded])
+        encoded, unencodable = elements | "Encode" >> encode.with_outputs(DEAD_LETTERS, main="encoded")
         refused = []
         for sink in self._sinks:
             batches = encoded
