@@ -7,34 +7,24 @@ model on the toy model. With this coder a batch is a list whose size is a sum of
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 import apache_beam as beam
 from apache_beam import typehints
 
 from transforms.inference.predict import Pending
-from transforms.records.coders import RecordCoder
+from transforms.records.coders import RecordCoder, SizedPickleCoder
 
 _RECORD = RecordCoder()
 
 
-class PendingCoder(beam.coders.Coder):
+class PendingCoder(SizedPickleCoder):
     """A Pending pickled where it must be encoded (as RecordCoder), sized from its bytes and output values."""
-
-    def encode(self, pending: Pending) -> bytes:
-        return pickle.dumps(pending, pickle.HIGHEST_PROTOCOL)
-
-    def decode(self, encoded: bytes) -> Pending:
-        return pickle.loads(encoded)
 
     def estimate_size(self, pending: Pending) -> int:
         """Its record's estimate, its Example, and about 8 bytes per output value of each prediction."""
         values = sum(len(values) for p in pending.predictions for values in p.outputs.values())
         return _RECORD.estimate_size(pending.record) + len(pending.example or b"") + 8 * values
-
-    def is_deterministic(self) -> bool:
-        return False  # features and outputs are dicts
 
     def to_type_hint(self):
         return Pending

@@ -17,21 +17,25 @@ from apache_beam import typehints
 from transforms.records.parsing import Record
 
 
-class RecordCoder(beam.coders.Coder):
-    """A Record pickled where it must be encoded, and sized from its bytes where Beam only samples its size."""
+class SizedPickleCoder(beam.coders.Coder):
+    """Pickles where a runner must encode; subclasses size an element from its lengths, without encoding it."""
 
-    def encode(self, record: Record) -> bytes:
-        return pickle.dumps(record, pickle.HIGHEST_PROTOCOL)
+    def encode(self, value) -> bytes:
+        return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
 
-    def decode(self, encoded: bytes) -> Record:
+    def decode(self, encoded: bytes):
         return pickle.loads(encoded)
+
+    def is_deterministic(self) -> bool:
+        return False  # features, outputs and rows hold dicts
+
+
+class RecordCoder(SizedPickleCoder):
+    """A Record pickled where it must be encoded, and sized from its bytes where Beam only samples its size."""
 
     def estimate_size(self, record: Record) -> int:
         """The record as read, twice (its raw bytes and, about as large, its features), and its model input."""
         return 2 * len(record.raw) + len(record.model_input or b"") + len(record.id) + len(record.source)
-
-    def is_deterministic(self) -> bool:
-        return False  # the features are a dict
 
     def to_type_hint(self):
         return Record

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import pickle
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -18,6 +17,7 @@ from transforms.dead_letters import DeadLetter, dead_letter_json, record_dead_le
 from transforms.inference.predict import DEAD_LETTERS, Pending
 from transforms.progress import ProgressCounts
 from transforms.reading.file_records import tfrecord_frames
+from transforms.records.coders import SizedPickleCoder
 from transforms.writing.bigquery import WriteTableRows, dead_letter_table_row, prediction_table_row
 from transforms.writing.rows import prediction_row, row_json
 from transforms.writing.windowed_files import WriteWindowedFiles
@@ -41,24 +41,15 @@ def version_attribute(predictions) -> str | None:
     return ",".join(f"{p.model}={p.version}" for p in predictions if p.version is not None) or None
 
 
-class EncodedCoder(beam.coders.Coder):
+class EncodedCoder(SizedPickleCoder):
     """An Encoded record pickled where it must be encoded, sized by its payload where Beam samples its size.
 
     Batches of Encoded records are one element each; without it, Beam's element-size sampling pickled every
     record of a sampled batch (see transforms/records/coders.py, also for why pickle encodes it).
     """
 
-    def encode(self, encoded: Encoded) -> bytes:
-        return pickle.dumps(encoded, pickle.HIGHEST_PROTOCOL)
-
-    def decode(self, data: bytes) -> Encoded:
-        return pickle.loads(data)
-
     def estimate_size(self, encoded: Encoded) -> int:
         return len(encoded.payload) + len(encoded.record_id or "") + len(encoded.key or "")
-
-    def is_deterministic(self) -> bool:
-        return False
 
     def to_type_hint(self):
         return Encoded
