@@ -69,6 +69,44 @@ def test_each_pattern_streams_rows_and_dead_letters(pubsub, start_main, models_f
     assert f"pattern {pattern} finished" in stdout, "a stopped streaming run prints its summary"
 
 
+def test_a_named_tensor_model_streams_keyed_rows_and_encode_dead_letters(pubsub, start_main, demo_models):
+    """The Keras 3 export of the demo (float, int and string inputs) under a running stream of JSON messages."""
+    from tools.demo import WEATHER, delivery_minutes
+
+    input_topic, input_subscription = pubsub.topic_with_subscription("named-input")
+    output_topic, output_subscription = pubsub.topic_with_subscription("named-rows")
+    dead_topic, dead_subscription = pubsub.topic_with_subscription("named-dead")
+    orders = {f"order-{i}": {"km": 0.5 + i, "items": i % 7, "weather": WEATHER[i % 3]} for i in range(12)}
+    for key, order in orders.items():
+        pubsub.publish(input_topic, json.dumps({"key": key, **order}).encode())
+    pubsub.publish(input_topic, json.dumps({"key": "order-half", "km": 2.0, "items": 3.7, "weather": "rain"}).encode())
+
+    process = start_main(
+        "--pattern=keyed",
+        f"--model_uris={demo_models['delivery_minutes']}",
+        "--input_features=distance_km:km",
+        "--feature_types=weather:bytes",
+        f"--input_subscription={input_subscription}",
+        f"--output_topic={output_topic}",
+        f"--dead_letter_topic={dead_topic}",
+        env=pubsub.env,
+    )
+    rows = pubsub.pull(output_subscription, 12, seconds=120)
+    letters = pubsub.pull(dead_subscription, 1, seconds=30)
+    stop(process)
+
+    assert sorted(m.attributes["key"] for m in rows) == sorted(orders)
+    for message in rows:
+        row = json.loads(message.data)
+        order = orders[row["key"]]
+        (prediction,) = row["predictions"]
+        expected = delivery_minutes(order["km"], order["items"], order["weather"])
+        assert abs(prediction["outputs"]["minutes"][0] - expected) < 0.5
+    (letter,) = (json.loads(m.data) for m in letters)
+    assert (letter["key"], letter["stage"]) == ("order-half", "encode")
+    assert "items" in letter["message"]
+
+
 def test_example_messages_with_the_key_in_an_attribute(pubsub, start_main, models_for):
     input_topic, input_subscription = pubsub.topic_with_subscription("examples-input")
     output_topic, output_subscription = pubsub.topic_with_subscription("examples-rows")
