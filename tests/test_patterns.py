@@ -98,7 +98,10 @@ def test_an_output_that_cannot_feed_the_next_model_is_a_chain_dead_letter(run_ma
         assert chained == int(row["input"]["x"]) * 2**54
         assert row["predictions"][1]["outputs"]["y"] == [chained // 2]
     letters = sorted(run.dead_letters(), key=lambda letter: letter["key"])
-    assert [(d["key"], d["stage"]) for d in letters] == [("k512", "chain"), ("k700", "chain")]
+    assert [(d["key"], d["stage"], d["model"]) for d in letters] == [
+        ("k512", "chain", "halved"),
+        ("k700", "chain", "halved"),
+    ]
     assert letters[0]["message"].startswith(
         "output 'y' of model unsigned ([9223372036854775808]) cannot be feature 'x' of a tf.train.Example: "
         "Value out of range"
@@ -126,6 +129,8 @@ def test_features_that_cannot_make_an_example_are_encode_dead_letters(run_main, 
         ("k3", "encode", "UnicodeEncodeError"),
     ]
     assert json.loads(letters[0]["raw"]) == {"key": "k2", "x": 2.0, "name": "\ud800"}, "the raw line, as read"
+    # The model whose input could not be built; multi_parallel's one Example is every model's input.
+    assert {d["model"] for d in letters} == {None if pattern == "multi_parallel" else "multiply_by_5"}
     if pattern != "predict":
         assert [(row["key"], row["input"]["name"]) for row in run.rows()] == [("k1", "sensor one")]
     assert "rows written               1" in run.stdout and "(encode 2)" in run.stdout

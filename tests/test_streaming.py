@@ -103,7 +103,7 @@ def test_a_named_tensor_model_streams_keyed_rows_and_encode_dead_letters(pubsub,
         expected = delivery_minutes(order["km"], order["items"], order["weather"])
         assert abs(prediction["outputs"]["minutes"][0] - expected) < 0.5
     (letter,) = (json.loads(m.data) for m in letters)
-    assert (letter["key"], letter["stage"]) == ("order-half", "encode")
+    assert (letter["key"], letter["stage"], letter["model"]) == ("order-half", "encode", "delivery_minutes")
     assert "items" in letter["message"]
 
 

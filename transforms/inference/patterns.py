@@ -81,12 +81,14 @@ def chained_input(signature: Signature, config: InferenceConfig, output: str) ->
 class _ModelInput(beam.DoFn):
     """A batch of Pending records in, a batch of (Pending, Example) out, and a dead letter per record not encoded.
 
-    Each record is encoded on its own, so one that cannot be costs only itself.
+    Each record is encoded on its own, so one that cannot be costs only itself. Its dead letter names the model
+    whose input it was, when the input is one model's alone (`model_name`).
     """
 
-    def __init__(self, stage: str, example_of: Callable[[Pending], bytes]):
+    def __init__(self, stage: str, example_of: Callable[[Pending], bytes], model_name: str | None = None):
         self._stage = stage
         self._example_of = example_of
+        self._model_name = model_name
 
     def process(self, batch: list[Pending]) -> Iterable:
         whole_batch = getattr(self._example_of, "batch", None)
@@ -101,14 +103,16 @@ class _ModelInput(beam.DoFn):
             try:
                 examples.append((pending, self._example_of(pending)))
             except Exception as error:
-                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, record_dead_letter(self._stage, error, pending.record))
+                yield beam.pvalue.TaggedOutput(
+                    DEAD_LETTERS, record_dead_letter(self._stage, error, pending.record, self._model_name)
+                )
         if examples:
             yield examples
 
 
-def encode(pending: beam.PCollection, label: str, stage: str, example_of) -> tuple:
+def encode(pending: beam.PCollection, label: str, stage: str, example_of, model_name: str | None = None) -> tuple:
     """Batches of (Pending, serialized Example) pairs, and dead letters for records whose Example cannot be built."""
-    model_input = beam.ParDo(_ModelInput(stage, example_of)).with_output_types(EXAMPLE_BATCH)
+    model_input = beam.ParDo(_ModelInput(stage, example_of, model_name)).with_output_types(EXAMPLE_BATCH)
     return pending | label >> model_input.with_outputs(DEAD_LETTERS, main="examples")
 
 
@@ -160,6 +164,7 @@ class PredictionLogs(beam.PTransform):
             "Encode",
             ENCODE_STAGE,
             example_of,
+            model.name,
         )
         logs, failures = examples | model.name >> Predict(
             model,
@@ -194,7 +199,7 @@ class SequentialPredictions(beam.PTransform):
             else:
                 stage = CHAIN_STAGE
                 example_of = chained_input(signature, self._config, self._chain_outputs[index - 1])
-            examples, encode_failures = encode(pending, f"Encode {model.name}", stage, example_of)
+            examples, encode_failures = encode(pending, f"Encode {model.name}", stage, example_of, model.name)
             pending, failures = examples | model.name >> PredictAndCollect(model, signature, self._config)
             dead_letters += [encode_failures, failures]
         return pending, dead_letters | "DeadLetters" >> beam.Flatten()
@@ -233,7 +238,7 @@ class ParallelPredictions(beam.PTransform):
         for model, signature in zip(self._config.models, self._signatures, strict=True):
             if signature.kind == NAMED_TENSORS:
                 tensors = first_input(signature, self._config)
-                inputs, encode_failures = encode(pending, f"Encode {model.name}", ENCODE_STAGE, tensors)
+                inputs, encode_failures = encode(pending, f"Encode {model.name}", ENCODE_STAGE, tensors, model.name)
                 dead_letters.append(encode_failures)
             else:
                 with_example = beam.Map(_with_its_example).with_output_types(EXAMPLE_BATCH)
