@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from tools.demo_stream import demo_topics
+from tools.demo_stream import demo_topics, pull_bodies, start_keyed_stream
 from tools.pubsub_emulator import missing_tools, pubsub_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,19 +52,7 @@ def _refresh(host: str, models: Path, base: Path, count: int) -> int:
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     names = demo_topics(publisher, subscriber)
     print(f"Pub/Sub emulator on {host}; base {base} holds version 1 (5x); refreshing every {REFRESH_SECONDS} s")
-    pipeline = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "main.py"),
-            "--pattern=keyed",
-            f"--model_uris={base}",
-            f"--model_refresh_seconds={REFRESH_SECONDS}",
-            f"--input_subscription={names['records'][1]}",
-            f"--output_topic={names['predictions'][0]}",
-            f"--dead_letter_topic={names['dead-letters'][0]}",
-        ],
-        env={**os.environ, "PUBSUB_EMULATOR_HOST": host},
-    )
+    pipeline = start_keyed_stream(host, names, str(base), f"--model_refresh_seconds={REFRESH_SECONDS}")
 
     def publish() -> None:
         for i in range(count):
@@ -81,19 +67,13 @@ def _refresh(host: str, models: Path, base: Path, count: int) -> int:
             if len(seen) >= count // 3 and not (base / "2").exists():  # version 1 has been serving for a while
                 add_version(models / "multiply_by_10", base, 2)
                 print(f"  ---- version 2 (10x) added to {base} ----")
-            response = subscriber.pull(subscription=names["predictions"][1], max_messages=50, timeout=5)
-            for received in response.received_messages:
-                row = json.loads(received.message.data)
+            for row in pull_bodies(subscriber, names["predictions"][1]):
                 (prediction,) = row["predictions"]
                 seen.add(row["key"])
                 rows += 1
                 x, y = row["input"]["x"], prediction["outputs"]["y"][0]
                 ratio = y / x if x else 0.0
                 print(f"  {row['key']}  version {prediction['version']}  x={x:>7.1f}  y={y:>8.1f}  y/x={ratio:>4.1f}")
-            if response.received_messages:
-                subscriber.acknowledge(
-                    subscription=names["predictions"][1], ack_ids=[m.ack_id for m in response.received_messages]
-                )
         publishing.join()
         print(f"{len(seen)} of {count} records came out, {rows - len(seen)} of them twice; stopping")
         return 0 if len(seen) == rows == count else 1

@@ -47,6 +47,31 @@ def demo_topics(publisher, subscriber) -> dict[str, tuple[str, str]]:
     return names
 
 
+def start_keyed_stream(host: str, names: dict[str, tuple[str, str]], model_uris: str, *extra: str) -> subprocess.Popen:
+    """main.py's keyed pattern streaming from the demo's records topic to its predictions and dead-letter topics."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "--pattern=keyed",
+            f"--model_uris={model_uris}",
+            *extra,
+            f"--input_subscription={names['records'][1]}",
+            f"--output_topic={names['predictions'][0]}",
+            f"--dead_letter_topic={names['dead-letters'][0]}",
+        ],
+        env={**os.environ, "PUBSUB_EMULATOR_HOST": host},
+    )
+
+
+def pull_bodies(subscriber, subscription: str) -> list[dict]:
+    """Up to 50 messages of a subscription, acknowledged, their JSON bodies (waits at most 5 s for any)."""
+    response = subscriber.pull(subscription=subscription, max_messages=50, timeout=5)
+    if response.received_messages:
+        subscriber.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages])
+    return [json.loads(received.message.data) for received in response.received_messages]
+
+
 def _stream(host: str, models: Path, data: Path) -> int:
     from google.cloud import pubsub_v1
 
@@ -55,18 +80,7 @@ def _stream(host: str, models: Path, data: Path) -> int:
         publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
         names = demo_topics(publisher, subscriber)
         print(f"Pub/Sub emulator on {host}; starting the keyed pattern in streaming mode")
-        pipeline = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "main.py"),
-                "--pattern=keyed",
-                f"--model_uris={models / 'multiply_by_5'}",
-                f"--input_subscription={names['records'][1]}",
-                f"--output_topic={names['predictions'][0]}",
-                f"--dead_letter_topic={names['dead-letters'][0]}",
-            ],
-            env={**os.environ, "PUBSUB_EMULATOR_HOST": host},
-        )
+        pipeline = start_keyed_stream(host, names, str(models / "multiply_by_5"))
         lines = (data / "with_bad_records.jsonl").read_bytes().splitlines()
         for line in lines:
             publisher.publish(names["records"][0], line).result(timeout=30)
@@ -74,11 +88,8 @@ def _stream(host: str, models: Path, data: Path) -> int:
         seen, deadline = 0, time.monotonic() + 180
         while seen < len(lines) and time.monotonic() < deadline:
             for role in ("predictions", "dead-letters"):
-                subscription = names[role][1]
-                response = subscriber.pull(subscription=subscription, max_messages=50, timeout=5)
-                for received in response.received_messages:
+                for body in pull_bodies(subscriber, names[role][1]):
                     seen += 1
-                    body = json.loads(received.message.data)
                     if role == "predictions":
                         y = body["predictions"][0]["outputs"]["y"][0]
                         print(
@@ -86,10 +97,6 @@ def _stream(host: str, models: Path, data: Path) -> int:
                         )
                     else:
                         print(f"  dead letter {body['stage']:<10} {body['message']}")
-                if response.received_messages:
-                    subscriber.acknowledge(
-                        subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages]
-                    )
         print(f"{seen} of {len(lines)} records came out; stopping")
         return 0 if seen == len(lines) else 1
     finally:
