@@ -160,3 +160,30 @@ def test_input_query_refuses_anything_but_one_select(query, holds):
 def test_input_query_that_does_not_parse_names_where():
     with pytest.raises(ParameterError, match=r"not valid GoogleSQL: Expected table name \(line 1, column 13\)"):
         query_config("SELECT * FROM")
+
+
+def test_input_features_parse_and_refuse_what_is_not_input_feature():
+    config = parse("--pattern=keyed", "--model_uris=m", "--input_features=distance_km:km,items:n")
+    assert dict(config.input_features) == {"distance_km": "km", "items": "n"}
+    with pytest.raises(ParameterError, match="--input_features item 'km' is not input:feature"):
+        parse("--pattern=keyed", "--model_uris=m", "--input_features=km")
+    with pytest.raises(ParameterError, match="--input_features maps input 'x' twice"):
+        parse("--pattern=keyed", "--model_uris=m", "--input_features=x:a,x:b")
+
+
+def test_model_refresh_needs_a_stream_and_a_positive_period():
+    streaming = (
+        "--input_subscription=projects/p/subscriptions/s",
+        "--output_topic=projects/p/topics/t",
+        "--dead_letter_topic=projects/p/topics/d",
+    )
+    config = config_from_args(
+        build_parser().parse_args(["--pattern=keyed", "--model_uris=m", *streaming, "--model_refresh_seconds=60"])
+    )
+    assert config.model_refresh_seconds == 60
+    with pytest.raises(ParameterError, match="--model_refresh_seconds swaps models under a running stream"):
+        parse("--pattern=keyed", "--model_uris=m", "--model_refresh_seconds=60")
+    with pytest.raises(ParameterError, match="--model_refresh_seconds must be at least 1"):
+        config_from_args(
+            build_parser().parse_args(["--pattern=keyed", "--model_uris=m", *streaming, "--model_refresh_seconds=0"])
+        )
