@@ -29,9 +29,9 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 import transforms  # noqa: F401  (first: TensorFlow's quiet import)
 from transforms.config import ParameterError
-from transforms.inference.patterns import ENCODE_STAGE, encode, pending_batch, record_example
-from transforms.inference.postprocess import ModelPrediction
-from transforms.inference.predict import Pending, inference_spec
+from transforms.inference.batches import Batch, ModelFeed, ModelOutputs
+from transforms.inference.patterns import ENCODE_STAGE, RecordExamples, batched, encode
+from transforms.inference.predict import inference_spec
 from transforms.inference.prediction_logs import build_prediction_logs
 from transforms.inference.signatures import serving_signature
 from transforms.pipeline import parse_arguments
@@ -70,8 +70,8 @@ def raw(model_dir: str, input_path: str, batch_size: int) -> dict:
     }
 
 
-def _no_model(batch: list[tuple[Pending, bytes]]) -> list[Pending]:
-    return [pending._replace(predictions=(ModelPrediction("none", {"y": [0.0]}),)) for pending, _ in batch]
+def _no_model(feed: ModelFeed) -> Batch:
+    return feed.batch.answered(ModelOutputs("none", None, {"y": np.zeros((len(feed), 1), np.float32)}))
 
 
 class _ZeroPredictionLog:
@@ -88,14 +88,14 @@ class _ZeroPredictionLog:
         self._template.predict_log.request.inputs[signature.inputs[0].alias].ClearField("string_val")
         self._input_alias = signature.inputs[0].alias
 
-    def __call__(self, batch: list[tuple[Pending, bytes]]) -> list[tuple[Pending, prediction_log_pb2.PredictionLog]]:
+    def __call__(self, feed: ModelFeed) -> Batch:
         logs = []
-        for pending, example in batch:
+        for example in feed.inputs:
             log = prediction_log_pb2.PredictionLog()
             log.CopyFrom(self._template)
             log.predict_log.request.inputs[self._input_alias].string_val.append(example)
-            logs.append((pending, log))
-        return logs
+            logs.append(log.SerializeToString())
+        return feed.batch.answered(ModelOutputs("none", None, {}, tuple(logs)))
 
 
 class _OneAtATime(beam.DoFn):
@@ -109,16 +109,15 @@ class _OneAtATime(beam.DoFn):
         self._session, self._feed, self._fetches = _session(self._model_dir)
         self._unrecorded_load_ms = int(1000 * (time.perf_counter() - started))
 
-    def process(self, batch: list[tuple[Pending, bytes]]):
+    def process(self, feed: ModelFeed):
         # A metric updated in setup belongs to no step and is dropped: Beam's RunInference also records
         # its load in the first bundle after it.
         if self._unrecorded_load_ms is not None:
             Metrics.distribution("RunInference.naive", LOAD_METRIC).update(self._unrecorded_load_ms)
             self._unrecorded_load_ms = None
-        ((pending, example),) = batch  # the naive pipeline's elements are single records (batches of one)
+        (example,) = feed.inputs  # the naive pipeline's elements are single records (batches of one)
         outputs = self._session.run(self._fetches, {self._feed: [example]})
-        prediction = ModelPrediction("naive", {alias: value[0].ravel().tolist() for alias, value in outputs.items()})
-        yield [pending._replace(predictions=(prediction,))]
+        yield feed.batch.answered(ModelOutputs("naive", None, outputs))
 
 
 def _model_loads(result) -> int:
@@ -138,7 +137,8 @@ def pipeline_run(kind: str, model_dir: str, input_path: str, output: str, patter
     records, parse_failures = pipeline | "Read" >> ReadRecords(plan, config)
     if kind == "naive":  # the anti-pattern moves one record per element, as the pipelines it stands for do
         records = records | "OnePerElement" >> beam.FlatMap(lambda batch: [[record] for record in batch])
-    examples, encode_failures = encode(records | beam.Map(pending_batch), "Encode", ENCODE_STAGE, record_example)
+    batches = records | beam.Map(batched).with_output_types(Batch)
+    examples, encode_failures = encode(batches, "Encode", ENCODE_STAGE, RecordExamples())
     if kind == "naive":
         outputs = examples | "Model" >> beam.ParDo(_OneAtATime(model_dir))
     elif pattern == "predict":

@@ -11,8 +11,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from transforms import counters
 from transforms.config import config_from_args
 from transforms.dead_letters import DeadLetter
-from transforms.inference.patterns import ENCODE_STAGE, encode, pending_batch, record_example
-from transforms.inference.predict import Pending
+from transforms.inference.batches import Batch
+from transforms.inference.patterns import ENCODE_STAGE, RecordExamples, batched, encode
 from transforms.parameters import build_parser
 from transforms.reading.sources import ReadRecords, file_batch, parse, plan_input
 from transforms.records.examples import decode_example, encode_example
@@ -89,19 +89,33 @@ def test_a_tfrecord_batch_with_garbage_inside_is_split_and_only_the_garbage_is_d
         )
 
 
-def _features_or_fail(pending: Pending) -> bytes:
-    if pending.record.features["x"] < 0:
-        raise ValueError(f"x is negative: {pending.record.features['x']}")
-    return record_example(pending)
+class _ExamplesOrFail(RecordExamples):
+    """Each record's Example, or a ValueError for a negative x: a record whose input cannot be built."""
+
+    def one(self, batch: Batch, position: int) -> bytes:
+        x = batch.records[position].features["x"]
+        if x < 0:
+            raise ValueError(f"x is negative: {x}")
+        return super().one(batch, position)
+
+    def batch(self, batch: Batch) -> list[bytes]:
+        return [self.one(batch, position) for position in range(len(batch))]
+
+
+def _keyed_examples(feed) -> list[tuple]:
+    return [
+        (record.key, decode_example(example)["x"])
+        for record, example in zip(feed.batch.records, feed.inputs, strict=True)
+    ]
 
 
 def test_a_record_that_cannot_be_encoded_costs_only_itself():
     records = [Record(f"id{i}", f"k{i}", {"x": float(i if i != 3 else -1)}, b"raw%d" % i, "src") for i in range(6)]
     with beam.Pipeline() as pipeline:
-        pending = pipeline | beam.Create([records[:4], records[4:]]) | beam.Map(pending_batch)
-        examples, dead_letters = encode(pending, "Encode", ENCODE_STAGE, _features_or_fail)
+        batches = pipeline | beam.Create([records[:4], records[4:]]) | beam.Map(batched)
+        feeds, dead_letters = encode(batches, "Encode", ENCODE_STAGE, _ExamplesOrFail())
         assert_that(
-            examples | beam.FlatMap(lambda batch: [(p.record.key, decode_example(e)["x"]) for p, e in batch]),
+            feeds | beam.FlatMap(_keyed_examples),
             equal_to([(f"k{i}", float(i)) for i in range(6) if i != 3]),
             label="Encoded",
         )
@@ -115,7 +129,7 @@ def test_a_record_that_cannot_be_encoded_costs_only_itself():
 def test_a_batch_of_rows_is_written_as_one_line_per_record_and_counted_once_each(tmp_path):
     config = batch_config(tmp_path)
     batches = [
-        [Pending(Record(f"id{i}", f"k{i}", {"x": float(i)}, b"", "src")) for i in range(start, start + 3)]
+        Batch([Record(f"id{i}", f"k{i}", {"x": float(i)}, b"", "src") for i in range(start, start + 3)])
         for start in (0, 3, 6)
     ]
     pipeline = beam.Pipeline()
@@ -130,10 +144,10 @@ def test_a_batch_of_rows_is_written_as_one_line_per_record_and_counted_once_each
 
 def test_a_row_that_cannot_be_encoded_is_one_dead_letter_and_its_batch_mates_are_written(tmp_path):
     config = batch_config(tmp_path)
-    batch = [Pending(Record(f"id{i}", f"k{i}", {"x": float(i)}, b"raw%d" % i, "src")) for i in range(3)]
-    batch[1] = Pending(Record("id1", "k1", {"x": "\ud800"}, b"raw1", "src"))  # a lone surrogate: no JSON holds it
+    records = [Record(f"id{i}", f"k{i}", {"x": float(i)}, b"raw%d" % i, "src") for i in range(3)]
+    records[1] = Record("id1", "k1", {"x": "\ud800"}, b"raw1", "src")  # a lone surrogate: no JSON holds it
     pipeline = beam.Pipeline()
-    letters = pipeline | beam.Create([batch]) | write_results(config)
+    letters = pipeline | beam.Create([Batch(records)]) | write_results(config)
     assert_that(
         letters | beam.Map(lambda letter: (letter.stage, letter.raw, letter.key)),
         equal_to([("postprocess", b"raw1", "k1")]),

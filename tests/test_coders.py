@@ -1,13 +1,13 @@
-"""Batches of Records, Pending records and Encoded rows: coded by Beam as lists, sized without pickling each record."""
+"""Batches of Records, batches on their way through the models, and Encoded rows: sized without pickling a record."""
 
 from __future__ import annotations
 
 import apache_beam as beam
+import numpy as np
 from apache_beam import typehints
 
-from transforms.inference.coders import PENDING_BATCH, PendingCoder
-from transforms.inference.postprocess import ModelPrediction
-from transforms.inference.predict import Pending
+from transforms.inference.batches import Batch, ModelAnswer, ModelFeed, ModelOutputs
+from transforms.inference.coders import BatchCoder, ModelAnswerCoder, ModelFeedCoder
 from transforms.records.coders import RECORD_BATCH, RecordCoder
 from transforms.records.parsing import Record
 from transforms.writing.sinks import Encoded, EncodedCoder
@@ -49,14 +49,20 @@ def test_text_utf8_cannot_hold_survives_encoding():
     assert coder.decode(coder.encode([record])) == [record]
 
 
-def test_a_batch_of_pending_records_round_trips_and_is_sized_by_its_records_and_outputs():
-    pending = [
-        Pending(RECORDS[0]),
-        Pending(RECORDS[1], (ModelPrediction("m5", {"y": [1.0, 2.0]}), ModelPrediction("m10", {"y": [3.0]})), b"ex"),
-    ]
-    coder = beam.coders.registry.get_coder(PENDING_BATCH)
-    assert coder == beam.coders.ListCoder(PendingCoder())
-    assert coder.decode(coder.encode(pending)) == pending
-    size, _ = coder.get_impl().get_estimated_size_and_observables(pending)
-    records = [RecordCoder().estimate_size(p.record) for p in pending]
-    assert size == 4 + (records[0] + 1) + (records[1] + 2 + 8 * 3 + 1)
+def test_a_batch_on_its_way_through_the_models_round_trips_and_is_sized_by_its_lengths_and_arrays():
+    m5 = ModelOutputs("m5", None, {"y": np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)})
+    m10 = ModelOutputs("m10", "7", {}, (b"log0", b"log1!"))
+    batch = Batch(RECORDS, (m5, m10), [b"ex0", b"ex1"])
+    coder = beam.coders.registry.get_coder(Batch)
+    assert isinstance(coder, BatchCoder)
+    assert coder.decode(coder.encode(batch)) == batch
+    records = sum(RecordCoder().estimate_size(record) for record in RECORDS)
+    assert coder.estimate_size(batch) == records + 16 + 9 + 6
+    feed = ModelFeed(batch, [b"abc", b"de"])
+    feed_coder = beam.coders.registry.get_coder(ModelFeed)
+    assert isinstance(feed_coder, ModelFeedCoder) and feed_coder.estimate_size(feed) == records + 31 + 5
+    decoded = feed_coder.decode(feed_coder.encode(feed))
+    assert decoded.batch == batch and decoded.inputs == feed.inputs and len(decoded) == 2
+    answer = ModelAnswer(batch, m5, ((1, ValueError("poison")),))
+    answer_coder = beam.coders.registry.get_coder(ModelAnswer)
+    assert isinstance(answer_coder, ModelAnswerCoder) and answer_coder.estimate_size(answer) == records + 31 + 16

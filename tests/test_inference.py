@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler
 
-from transforms.inference.predict import InferenceFailure, IsolatingModelHandler, RecordBatchHandler, error_summary
+from transforms.config import ModelSpec
+from transforms.inference.batches import Batch, ModelFeed, ModelOutputs, joined
+from transforms.inference.model_refresh import LoadedModel
+from transforms.inference.predict import BatchModelHandler, InferenceFailure, error_summary, isolated
+from transforms.records.parsing import Record
 
 
 class _NegativeIsPoison(ModelHandler):
@@ -30,32 +35,36 @@ class _NegativeIsPoison(ModelHandler):
         return {"max_batch_size": 7}
 
 
+def _doubled(base: _NegativeIsPoison):
+    """The poison model's answer as ModelOutputs, as the template's answers are."""
+    return lambda inputs: ModelOutputs("double", None, {"y": np.array(base.run_inference(inputs, "model"))})
+
+
 def test_a_failing_batch_is_halved_until_the_poison_example_stands_alone():
     base = _NegativeIsPoison()
-    handler = IsolatingModelHandler(base)
-    results = handler.run_inference([1, -2, 3], handler.load_model())
-    assert results[0] == 2 and results[2] == 6
-    assert isinstance(results[1], InferenceFailure)
-    assert str(results[1]) == "InvalidArgumentError: negative input"
+    parts, failures = isolated(_doubled(base), [1, -2, 3])
+    assert joined(parts).arrays["y"].tolist() == [2, 6]
+    ((position, failure),) = failures
+    assert position == 1 and isinstance(failure, InferenceFailure)
+    assert str(failure) == "InvalidArgumentError: negative input"
     assert base.calls == [[1, -2, 3], [1], [-2, 3], [-2], [3]]
 
 
 def test_two_poison_examples_in_a_large_batch_cost_only_themselves_in_few_model_calls():
     base = _NegativeIsPoison()
     batch = [i if i not in (100, 301) else -i for i in range(512)]
-    results = IsolatingModelHandler(base).run_inference(batch, "model")
-    failed = [i for i, result in enumerate(results) if isinstance(result, InferenceFailure)]
-    assert failed == [100, 301]
-    assert [r for i, r in enumerate(results) if i not in failed] == [2 * x for x in batch if x >= 0]
+    parts, failures = isolated(_doubled(base), batch)
+    assert [position for position, _ in failures] == [100, 301]
+    assert joined(parts).arrays["y"].tolist() == [2 * x for x in batch if x >= 0]
     assert len(base.calls) <= 2 * 2 * 9 + 1, "each poison example found by halving, not by 512 single calls"
 
 
-def test_a_healthy_batch_runs_once_and_settings_are_delegated():
+def test_a_healthy_batch_runs_once():
     base = _NegativeIsPoison()
-    handler = IsolatingModelHandler(base)
-    assert handler.run_inference([1, 2], "model") == [2, 4]
+    parts, failures = isolated(_doubled(base), [1, 2])
+    assert len(parts) == 1 and parts[0].arrays["y"].tolist() == [2, 4] and not failures
     assert base.calls == [[1, 2]]
-    assert handler.batch_elements_kwargs() == {"max_batch_size": 7}
+    assert joined([]) is None
 
 
 def test_error_summary_keeps_the_message_and_drops_graph_noise():
@@ -63,13 +72,34 @@ def test_error_summary_keeps_the_message_and_drops_graph_noise():
     assert error_summary(ValueError("")) == "ValueError('')"
 
 
-def test_a_record_batch_is_the_models_batch_and_comes_back_as_one_element():
-    class Examples(_NegativeIsPoison):
+class _Served:
+    """A ServingModel's stand-in: the version serving now, which a refresh could swap between batches."""
+
+    def __init__(self, version: str):
+        self.loaded = LoadedModel(_NegativeIsPoison(), "model", ModelSpec("/m/7", "double", version=version, base="/m"))
+
+    def current(self) -> LoadedModel:
+        return self.loaded
+
+
+def test_a_fed_batch_is_the_models_batch_and_comes_back_as_one_answer_naming_its_version():
+    class Staged(_NegativeIsPoison):
         def get_num_bytes(self, batch):
             return sum(len(example) for example in batch)
 
-    handler = RecordBatchHandler(Examples())
-    unpicklable_record = lambda: None  # noqa: E731 -- Beam's KeyedModelHandler would have to pickle it
+    def answer(loaded: LoadedModel, inputs) -> ModelOutputs:
+        values = np.array(loaded.handler.run_inference([len(e) if e != b"bad" else -1 for e in inputs], "model"))
+        return ModelOutputs("double", loaded.version, {"y": values})
+
+    handler = BatchModelHandler(Staged(), answer)
+    unpicklable = Record("id0", "k0", {"f": lambda: None}, b"r0", "src")  # never pickled to count its bytes
+    records = [unpicklable, *(Record(f"id{i}", f"k{i}", {}, b"r", "src") for i in (1, 2))]
+    feed = ModelFeed(Batch(records), [b"abc", b"bad", b"de"])
     assert handler.should_skip_batching(), "the source made the batch: RunInference must not batch batches"
-    assert handler.get_num_bytes([(unpicklable_record, b"abc"), ("record", b"de")]) == 5
-    assert handler.run_inference([("a", 1), ("b", 2)], "model") == [[("a", 2), ("b", 4)]]
+    assert handler.get_num_bytes(feed) == 8
+    (result,) = handler.run_inference(feed, _Served("7"))
+    assert result.batch is feed.batch
+    assert result.outputs.version == "7" and result.outputs.arrays["y"].tolist() == [6, 4]
+    assert [(position, str(failure)) for position, failure in result.failures] == [
+        (1, "InvalidArgumentError: negative input")
+    ]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from transforms.dead_letters import DeadLetter, dead_letter_json
-from transforms.inference.postprocess import ModelPrediction
+from transforms.inference.batches import ModelOutputs
 from transforms.writing.sinks import Encoded, EncodeDeadLetter, pubsub_message, version_attribute
 
 
@@ -30,11 +30,11 @@ def test_a_key_pubsub_cannot_carry_as_an_attribute_stays_in_the_payload_only():
 
 
 def test_the_version_attribute_names_each_models_version():
-    one = [ModelPrediction("fraud", {}, "7")]
-    several = [ModelPrediction("fraud", {}, "7"), ModelPrediction("plain", {}), ModelPrediction("risk", {}, "12")]
+    one = [ModelOutputs("fraud", "7", {})]
+    several = [ModelOutputs("fraud", "7", {}), ModelOutputs("plain", None, {}), ModelOutputs("risk", "12", {})]
     assert version_attribute(one) == "7"
     assert version_attribute(several) == "fraud=7,risk=12"
-    assert version_attribute([ModelPrediction("plain", {})]) is None
+    assert version_attribute([ModelOutputs("plain", None, {})]) is None
 
 
 @pytest.mark.slow

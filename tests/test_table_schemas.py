@@ -6,10 +6,12 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
 from transforms.dead_letters import dead_letter, dead_letter_json
-from transforms.inference.postprocess import ModelPrediction
+from transforms.inference.batches import Batch, ModelOutputs
 from transforms.records.parsing import Record
-from transforms.writing.rows import prediction_row, row_json
+from transforms.writing.rows import batch_predictions, prediction_row, row_json
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas" / "bigquery"
 _PYTHON_TYPES = {"STRING": str, "FLOAT64": (float, int), "INT64": int, "BOOL": bool}
@@ -46,12 +48,14 @@ def problems(row: dict, fields: list[dict], where: str = "") -> list[str]:
 
 def test_prediction_rows_fit_the_predictions_table():
     record = Record("id", "device-1", {"x": 2.0, "name": "a", "raw": b"\xff"}, b"raw", "src")
-    predictions = [
-        ModelPrediction("multiply_by_5", {"y": [10.0]}),
-        ModelPrediction("m10", {"y": [20.0], "c": ["a"]}, "1732700000"),
-    ]
+    outputs = (
+        ModelOutputs("multiply_by_5", None, {"y": np.array([10.0], np.float32)}),
+        ModelOutputs("m10", "1732700000", {"y": np.array([[20.0]]), "c": np.array([b"a"], object)}),
+    )
+    (predictions,) = batch_predictions(Batch([record], outputs))
     row = json.loads(row_json(prediction_row(record, predictions)))
     assert problems(row, schema("predictions")) == []
+    assert row["predictions"][1] == {"model": "m10", "version": "1732700000", "outputs": {"c": ["a"], "y": [20.0]}}
     unkeyed = json.loads(row_json(prediction_row(record._replace(key=None), predictions[:1])))
     assert problems(unkeyed, schema("predictions")) == []
 
@@ -79,7 +83,7 @@ def test_table_rows_fit_their_tables_in_both_write_methods():
     from transforms.writing.bigquery import dead_letter_table_row, prediction_table_row
 
     record = Record("id", "device-1", {"x": 2.0}, b"raw", "src")
-    payload = row_json(prediction_row(record, [ModelPrediction("m", {"y": [10.0]})]))
+    payload = row_json(prediction_row(record, [{"model": "m", "version": None, "outputs": {"y": [10.0]}}]))
     letter = dead_letter_json(dead_letter("write", ValueError("refused"), b"{}", "p:d.t"), "keyed").encode()
     for json_as_text in (False, True):
         row = prediction_table_row(payload, "message-1", json_as_text)

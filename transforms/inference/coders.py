@@ -1,37 +1,63 @@
-"""Beam's coder for a Pending record on its way through the models, and the element types of its batches.
+"""Beam's coders for the batches on their way through the models: sized from their lengths, never pickled to be.
 
-As for Records (transforms/records/coders.py): a batch is one element, and Beam's element-size sampling
-pickled every Pending of a sampled batch, 5 microseconds a record, more than the rest of its way through a
-model on the toy model. With this coder a batch is a list whose size is a sum of lengths.
+As for Records (transforms/records/coders.py): a batch is one element, and Beam's element-size sampling pickles
+whatever its coder cannot size, a whole batch of records each time it samples one. These coders sum lengths.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import apache_beam as beam
-from apache_beam import typehints
 
-from transforms.inference.predict import Pending
+from transforms.inference.batches import Batch, ModelAnswer, ModelFeed, ModelOutputs
 from transforms.records.coders import RecordCoder, SizedPickleCoder
 
 _RECORD = RecordCoder()
 
 
-class PendingCoder(SizedPickleCoder):
-    """A Pending pickled where it must be encoded (as RecordCoder), sized from its bytes and output values."""
+def _outputs_size(outputs: ModelOutputs | None) -> int:
+    if outputs is None:
+        return 0
+    return sum(values.nbytes for values in outputs.arrays.values()) + sum(map(len, outputs.logs or ()))
 
-    def estimate_size(self, pending: Pending) -> int:
-        """Its record's estimate, its Example, and about 8 bytes per output value of each prediction."""
-        values = sum(len(values) for p in pending.predictions for values in p.outputs.values())
-        return _RECORD.estimate_size(pending.record) + len(pending.example or b"") + 8 * values
+
+def _input_size(value) -> int:
+    if isinstance(value, bytes):
+        return len(value)
+    return sum(array.nbytes for array in value.values()) if isinstance(value, dict) else 64
+
+
+def batch_size_estimate(batch: Batch) -> int:
+    """Its records' estimates, its outputs' bytes, and its Examples."""
+    records = sum(_RECORD.estimate_size(record) for record in batch.records)
+    examples = sum(map(len, batch.examples)) if batch.examples else 0
+    return records + examples + sum(_outputs_size(outputs) for outputs in batch.outputs)
+
+
+class BatchCoder(SizedPickleCoder):
+    def estimate_size(self, batch: Batch) -> int:
+        return batch_size_estimate(batch)
 
     def to_type_hint(self):
-        return Pending
+        return Batch
 
 
-beam.coders.registry.register_coder(Pending, PendingCoder)
+class ModelFeedCoder(SizedPickleCoder):
+    def estimate_size(self, feed: ModelFeed) -> int:
+        first = feed.inputs[0] if feed.inputs else b""
+        inputs = sum(map(len, feed.inputs)) if isinstance(first, bytes) else len(feed.inputs) * _input_size(first)
+        return batch_size_estimate(feed.batch) + inputs
 
-# A batch of records on their way through the models, and the same paired with each one's model input.
-PENDING_BATCH = typehints.List[Pending]
-EXAMPLE_BATCH = typehints.List[typehints.Tuple[Pending, Any]]
+    def to_type_hint(self):
+        return ModelFeed
+
+
+class ModelAnswerCoder(SizedPickleCoder):
+    def estimate_size(self, answer: ModelAnswer) -> int:
+        return batch_size_estimate(answer.batch) + _outputs_size(answer.outputs)
+
+    def to_type_hint(self):
+        return ModelAnswer
+
+
+for _type, _coder in ((Batch, BatchCoder), (ModelFeed, ModelFeedCoder), (ModelAnswer, ModelAnswerCoder)):
+    beam.coders.registry.register_coder(_type, _coder)

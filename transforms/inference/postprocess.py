@@ -1,30 +1,22 @@
-"""Post-processing: a batch of model outputs turned into each example's outputs as plain lists of values."""
+"""Post-processing: a batch of model outputs turned into each record's outputs as plain lists of values."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
 
 import numpy as np
 
 
-class ModelPrediction(NamedTuple):
-    """One model's outputs for one record: output alias -> flat list of values, and the model version that made them.
-
-    `version` is the numbered version directory the outputs came from (transforms/inference/model_versions.py),
-    None for a model given as a plain SavedModel directory.
-    """
-
-    model: str
-    outputs: dict[str, list]
-    version: str | None = None
+def check_batch_dimension(outputs: Mapping[str, np.ndarray], batch_size: int) -> None:
+    """Every output has a row per example of the batch; raises ValueError naming the first that does not."""
+    for alias, values in sorted(outputs.items()):
+        if values.ndim < 1 or values.shape[0] != batch_size:
+            raise ValueError(
+                f"output {alias!r} has shape {values.shape}; expected a first (batch) dimension of {batch_size}"
+            )
 
 
-def _rows(alias: str, values: np.ndarray, batch_size: int) -> list[list]:
-    if values.ndim < 1 or values.shape[0] != batch_size:
-        raise ValueError(
-            f"output {alias!r} has shape {values.shape}; expected a first (batch) dimension of {batch_size}"
-        )
+def _per_record(values: np.ndarray, batch_size: int) -> list[list]:
     rows = values.reshape(batch_size, -1)
     if rows.dtype.kind in "SO":
         return [
@@ -33,7 +25,13 @@ def _rows(alias: str, values: np.ndarray, batch_size: int) -> list[list]:
     return rows.tolist()
 
 
+def output_values(outputs: Mapping[str, np.ndarray], batch_size: int) -> dict[str, list[list]]:
+    """Per output alias (sorted), each record's values flattened to Python numbers or text: one `tolist` per output."""
+    check_batch_dimension(outputs, batch_size)
+    return {alias: _per_record(values, batch_size) for alias, values in sorted(outputs.items())}
+
+
 def outputs_by_example(outputs: Mapping[str, np.ndarray], batch_size: int) -> list[dict[str, list]]:
     """Per example of the batch: output alias -> that example's values, flattened, as Python numbers or text."""
-    rows = {alias: _rows(alias, values, batch_size) for alias, values in sorted(outputs.items())}
-    return [{alias: values[i] for alias, values in rows.items()} for i in range(batch_size)]
+    values = output_values(outputs, batch_size)
+    return [{alias: rows[i] for alias, rows in values.items()} for i in range(batch_size)]

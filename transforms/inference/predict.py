@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, RunInference
@@ -13,27 +13,17 @@ from tfx_bsl.public.proto import model_spec_pb2
 
 from transforms.config import Batching, ModelSpec
 from transforms.dead_letters import record_dead_letter
+from transforms.inference import coders  # noqa: F401 -- registers the coders of the batch types below
+from transforms.inference.batches import Batch, ModelAnswer, ModelFeed, ModelOutputs, joined
 from transforms.inference.model_cache import local_model_path, stage_model, stage_saved_model_proto
 from transforms.inference.model_refresh import SERVED, LoadedModel, Refresh, ServingModel, count_model_event
 from transforms.inference.named_tensors import NamedTensorModelHandler
-from transforms.inference.postprocess import ModelPrediction, outputs_by_example
+from transforms.inference.postprocess import check_batch_dimension
 from transforms.inference.prediction_logs import build_prediction_logs, build_tensor_prediction_logs, with_version
 from transforms.inference.signatures import EXAMPLES, NAMED_TENSORS, Signature
-from transforms.records.parsing import Record
 
 INFERENCE_STAGE = "inference"
 DEAD_LETTERS = "dead_letters"
-
-
-class Pending(NamedTuple):
-    """A record on its way through the models, with the predictions it has collected so far.
-
-    `example` keeps the serialized Example when several models read the same one (multi_parallel).
-    """
-
-    record: Record
-    predictions: tuple = ()
-    example: bytes | None = None
 
 
 class InferenceFailure(Exception):
@@ -69,23 +59,24 @@ class _DelegatingModelHandler(ModelHandler):
         return self._base.share_model_across_processes()
 
 
-class IsolatingModelHandler(_DelegatingModelHandler):
-    """Runs a batch through the wrapped handler; if the batch fails, runs each half of it, and so on down.
+def isolated(
+    run: Callable[[Sequence[Any]], ModelOutputs], inputs: Sequence[Any], offset: int = 0
+) -> tuple[list[ModelOutputs], list[tuple[int, InferenceFailure]]]:
+    """`run` on a batch of inputs; if the batch fails, on each half of it, and so on down.
 
-    A poison example then costs only itself: its result is the InferenceFailure, and its batch-mates get
-    their predictions. Halving finds one bad example of a batch of 512 in 19 model calls, not 513.
+    A poison example then costs only itself: it comes back as an InferenceFailure at its position, and its
+    batch-mates' outputs come back in order, a part per successful call. Halving finds one bad example of a
+    batch of 512 in 19 model calls, not 513.
     """
-
-    def run_inference(self, batch: Sequence[Any], model: Any, inference_args=None) -> list[Any]:
-        try:
-            return list(self._base.run_inference(batch, model, inference_args))
-        except Exception as error:
-            if len(batch) == 1:
-                return [_failure(error)]
-            middle = len(batch) // 2
-            return self.run_inference(batch[:middle], model, inference_args) + self.run_inference(
-                batch[middle:], model, inference_args
-            )
+    try:
+        return [run(inputs)], []
+    except Exception as error:
+        if len(inputs) == 1:
+            return [], [(offset, _failure(error))]
+    middle = len(inputs) // 2
+    head, head_failures = isolated(run, inputs[:middle], offset)
+    tail, tail_failures = isolated(run, inputs[middle:], offset + middle)
+    return head + tail, head_failures + tail_failures
 
 
 def _model_outputs(loaded: LoadedModel, batch: Sequence[Any]) -> tuple[Any, dict]:
@@ -96,53 +87,47 @@ def _model_outputs(loaded: LoadedModel, batch: Sequence[Any]) -> tuple[Any, dict
     return serialized, loaded.handler._run_inference(batch, serialized, loaded.model)
 
 
-class OutputsModelHandler(_DelegatingModelHandler):
-    """The engine's outputs without PredictionLog post-processing: each example's outputs as a ModelPrediction.
+class OutputArrays:
+    """A model's answer as its output arrays, checked to hold a row per example.
 
     tfx-bsl (or, for named tensors, our own handler) still loads the model, resolves the signature and runs
-    the session; only the step that builds one TensorProto per example per output (which the rows would read
-    straight back) is left out. It was half of a pipeline's time (benchmarks/README.md).
+    the session; only its step that builds one TensorProto per example per output (which the rows would read
+    straight back) is left out: it was half of a pipeline's time (benchmarks/README.md).
     """
 
-    def __init__(self, base: ModelHandler, model_name: str):
-        super().__init__(base)
+    def __init__(self, model_name: str):
         self._model_name = model_name
 
-    def run_inference(self, batch: Sequence[Any], model: ServingModel, inference_args=None) -> list[ModelPrediction]:
-        loaded = model.current()  # this version answers for the whole call, and the predictions name it
-        _, outputs = _model_outputs(loaded, batch)
-        count_model_event(loaded.spec, SERVED, len(batch))
-        return [
-            ModelPrediction(self._model_name, example_outputs, loaded.version)
-            for example_outputs in outputs_by_example(outputs, len(batch))
-        ]
+    def __call__(self, loaded: LoadedModel, inputs: Sequence[Any]) -> ModelOutputs:
+        _, outputs = _model_outputs(loaded, inputs)
+        check_batch_dimension(outputs, len(inputs))
+        return ModelOutputs(self._model_name, loaded.version, outputs)
 
 
-class PredictionLogModelHandler(_DelegatingModelHandler):
-    """PredictionLogs built once per batch instead of once per example, each naming the version that answered.
+class SerializedPredictionLogs:
+    """A model's answer as each example's serialized PredictionLog, naming the version that answered.
 
     For serialized Examples and named tensors the logs are those of tfx-bsl's predict handler and TF Serving
-    (transforms/inference/prediction_logs.py), without a `tf.make_tensor_proto` call per example per output;
-    classify and regress signatures keep tfx-bsl's own classify_log and regress_log.
+    (transforms/inference/prediction_logs.py), built once per batch without a `tf.make_tensor_proto` call per
+    example per output; classify and regress signatures keep tfx-bsl's own classify_log and regress_log.
+    They are serialized here, once: the sink writes them as they are.
     """
 
-    def __init__(self, base: ModelHandler, signature: Signature):
-        super().__init__(base)
+    def __init__(self, model_name: str, signature: Signature):
+        self._model_name = model_name
         self._signature = signature
 
-    def run_inference(self, batch: Sequence[Any], model: ServingModel, inference_args=None) -> list[Any]:
-        loaded = model.current()  # this version answers for the whole call, and the logs name it
+    def __call__(self, loaded: LoadedModel, inputs: Sequence[Any]) -> ModelOutputs:
         kind, name = self._signature.kind, self._signature.name
         if kind in (EXAMPLES, NAMED_TENSORS):
-            inputs, outputs = _model_outputs(loaded, batch)
+            fed, outputs = _model_outputs(loaded, inputs)
             if kind == NAMED_TENSORS:
-                logs = build_tensor_prediction_logs(inputs, outputs, name, loaded.version)
+                logs = build_tensor_prediction_logs(fed, outputs, name, loaded.version)
             else:
-                logs = build_prediction_logs(inputs, outputs, self._signature.inputs[0].alias, name, loaded.version)
+                logs = build_prediction_logs(fed, outputs, self._signature.inputs[0].alias, name, loaded.version)
         else:
-            logs = with_version(list(loaded.handler.run_inference(batch, loaded.model)), loaded.version)
-        count_model_event(loaded.spec, SERVED, len(batch))
-        return logs
+            logs = with_version(list(loaded.handler.run_inference(inputs, loaded.model)), loaded.version)
+        return ModelOutputs(self._model_name, loaded.version, {}, tuple(log.SerializeToString() for log in logs))
 
 
 def engine(local_path: str, signature: Signature, batching: Batching) -> ModelHandler:
@@ -182,26 +167,29 @@ class StagedModelHandler(_DelegatingModelHandler):
         return ServingModel(self._load(self._model), self._load, self._refresh)
 
 
-class RecordBatchHandler(_DelegatingModelHandler):
-    """Each element is already a batch of (Pending, example) pairs, made at the source: it is the model's batch.
+class BatchModelHandler(_DelegatingModelHandler):
+    """Each element is a batch the source made (a ModelFeed): it is the model's batch, and one ModelAnswer comes out.
 
-    RunInference's own batching is skipped, and the whole batch comes back as one element, the records
-    paired with their results, so Beam handles one element per batch on either side of the model. Its
-    metrics still count examples, and the batch size metric the model's input bytes only (pickling every
-    Pending record to count them cost more than the model call on the toy model).
+    RunInference's own batching is skipped, so Beam handles one element per batch on either side of the model.
+    The version serving when the batch starts answers for all of it, halves included, and its outputs name it.
+    Its metrics still count examples, and the batch size metric the model's input bytes only.
     """
+
+    def __init__(self, staged: StagedModelHandler, answer: Callable[[LoadedModel, Sequence[Any]], ModelOutputs]):
+        super().__init__(staged)
+        self._answer = answer
 
     def should_skip_batching(self) -> bool:
         return True
 
-    def run_inference(
-        self, batch: Sequence[tuple[Pending, Any]], model: Any, inference_args=None
-    ) -> list[list[tuple[Pending, Any]]]:
-        results = self._base.run_inference([example for _, example in batch], model, inference_args)
-        return [list(zip((pending for pending, _ in batch), results, strict=True))]
+    def run_inference(self, feed: ModelFeed, model: ServingModel, inference_args=None) -> list[ModelAnswer]:
+        loaded = model.current()
+        parts, failures = isolated(lambda inputs: self._answer(loaded, inputs), feed.inputs)
+        count_model_event(loaded.spec, SERVED, len(feed))
+        return [ModelAnswer(feed.batch, joined(parts), tuple(failures))]
 
-    def get_num_bytes(self, batch: Sequence[tuple[Pending, Any]]) -> int:
-        return self._base.get_num_bytes([example for _, example in batch])
+    def get_num_bytes(self, feed: ModelFeed) -> int:
+        return self._base.get_num_bytes(feed.inputs)
 
 
 def _failure(error: Exception) -> InferenceFailure:
@@ -224,38 +212,40 @@ def inference_spec(model_path: str, signature_name: str, batching: Batching) -> 
     )
 
 
-class _SplitFailures(beam.DoFn):
+class _Answered(beam.DoFn):
+    """A model's answer in, the batch with its outputs out; each record the model failed on, a dead letter."""
+
     def __init__(self, model_name: str):
         self._model_name = model_name
 
-    def process(self, batch: list[tuple[Pending, Any]]) -> Iterable[Any]:
-        if not any(isinstance(result, InferenceFailure) for _, result in batch):
-            yield batch  # the usual case: the model answered for every example of the batch
+    def process(self, answer: ModelAnswer) -> Iterable[Any]:
+        batch = answer.batch
+        if not answer.failures:
+            yield batch.answered(answer.outputs)  # the usual case: the model answered for every record
             return
-        predictions = []
-        for pending, result in batch:
-            if isinstance(result, InferenceFailure):
-                letter = record_dead_letter(INFERENCE_STAGE, result, pending.record, self._model_name)
-                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
-            else:
-                predictions.append((pending, result))
-        if predictions:
-            yield predictions
+        for position, failure in answer.failures:
+            letter = record_dead_letter(INFERENCE_STAGE, failure, batch.records[position], self._model_name)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
+        failed = {position for position, _ in answer.failures}
+        kept = [position for position in range(len(batch)) if position not in failed]
+        if kept:
+            yield batch.take(kept).answered(answer.outputs)
 
 
-def _batch_dead_letters(failed: tuple[list, BaseException], model_name: str) -> Iterable[Any]:
-    batch, error = failed
-    for pending, _ in batch:
-        yield record_dead_letter(INFERENCE_STAGE, error, pending.record, model_name)
+def _batch_dead_letters(failed: tuple[ModelFeed, BaseException], model_name: str) -> Iterable[Any]:
+    feed, error = failed
+    for record in feed.batch.records:
+        yield record_dead_letter(INFERENCE_STAGE, error, record, model_name)
 
 
 class Predict(beam.PTransform):
-    """Batches of (Pending, model input) through one model, and dead letters for the records it fails on.
+    """Fed batches (ModelFeed) through one model: out come the batches with its outputs, and a dead letter per
+    record it fails on.
 
-    The model input is a serialized Example, or for a named-tensor signature a dict of the record's NumPy values.
-    Out come batches of (Pending, PredictionLog) pairs with `prediction_logs`, else of (Pending, ModelPrediction).
-    The signature's kind picks the engine (`engine`); Beam's RunInference around it runs each batch as the source
-    made it and pairs each example with its Pending record, so nothing needs joining back afterwards. With
+    Each input is a serialized Example, or for a named-tensor signature a dict of the record's NumPy values. With
+    `prediction_logs` the outputs are each record's serialized PredictionLog, else the model's output arrays. The
+    signature's kind picks the engine (`engine`); Beam's RunInference around it runs each batch as the source made
+    it, and the outputs stay beside their records, so nothing needs joining back afterwards. With
     `model_refresh_seconds` and a base of numbered versions, newer versions are swapped in as they appear
     (transforms/inference/model_refresh.py).
     """
@@ -275,24 +265,25 @@ class Predict(beam.PTransform):
         if model_refresh_seconds and model.base:
             refresh = Refresh(model_refresh_seconds, signature, signature.output_aliases, dict(input_features))
         staged = StagedModelHandler(model, signature, batching, refresh)
-        if prediction_logs:
-            handler = PredictionLogModelHandler(staged, signature)
-        else:
-            handler = OutputsModelHandler(staged, model.name)
-        self._handler = RecordBatchHandler(IsolatingModelHandler(handler))
+        answer = SerializedPredictionLogs(model.name, signature) if prediction_logs else OutputArrays(model.name)
+        self._handler = BatchModelHandler(staged, answer)
 
-    def expand(self, examples: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        results, failed = (
-            examples
+    def expand(self, feeds: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        answers, failed = (
+            feeds
             | "RunInference"
             >> RunInference(
                 self._handler, metrics_namespace=f"RunInference.{self._model.name}"
             ).with_exception_handling()
         )
-        predictions, failures = results | "SplitFailures" >> beam.ParDo(_SplitFailures(self._model.name)).with_outputs(
-            DEAD_LETTERS, main="predictions"
+        # RunInference's output is untyped, and Beam would pickle whole sampled batches to size them: typed, the
+        # ModelAnswer coder sizes one from its lengths (transforms/inference/coders.py).
+        answers.element_type = ModelAnswer
+        batches, failures = answers | "SplitFailures" >> beam.ParDo(_Answered(self._model.name)).with_outputs(
+            DEAD_LETTERS, main="batches"
         )
+        batches.element_type = Batch
         batch_failures = failed.failed_inferences | "BatchFailures" >> beam.FlatMap(
             _batch_dead_letters, self._model.name
         )
-        return predictions, (failures, batch_failures) | "DeadLetters" >> beam.Flatten()
+        return batches, (failures, batch_failures) | "DeadLetters" >> beam.Flatten()

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 from tensorflow.core.example import example_pb2, feature_pb2
+from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder, RecordBatchToExamplesEncoder
+
+# tfx-bsl's coders, stateless and schema-free: each batch's own features settle its columns.
+DECODER = ExamplesToRecordBatchDecoder()
+ENCODER = RecordBatchToExamplesEncoder()
 
 
 def _feature(value: Any) -> feature_pb2.Feature:
@@ -28,6 +35,31 @@ def encode_example(features: Mapping[str, Any]) -> bytes:
     for name, value in features.items():
         example.features.feature[name].CopyFrom(_feature(value))
     return example.SerializeToString()
+
+
+def with_feature(examples: Sequence[bytes], name: str, rows: np.ndarray) -> list[bytes]:
+    """Each serialized Example with feature `name` set to its row of `rows` (2-D: a row per Example).
+
+    The batch is decoded into columns by tfx-bsl (in C++), the column set or added, and encoded again: no
+    features dict per record. float32 rows become a float_list, integer rows an int64_list, as `encode_example`
+    writes them. Raises ValueError for other dtypes, and for Examples whose features differ in kind from one
+    record to the next (tfx-bsl's decoder refuses those); `encode_example` then builds each on its own.
+    """
+    if rows.dtype == np.float32:
+        values = pa.array(rows.ravel(), pa.float32())
+    elif rows.dtype.kind in "iu" and rows.dtype.itemsize <= 8 and rows.dtype != np.uint64:
+        values = pa.array(rows.ravel().astype(np.int64), pa.int64())
+    else:
+        raise ValueError(f"a {rows.dtype} column is set record by record")
+    try:
+        batch = DECODER.DecodeBatch(list(examples))
+    except RuntimeError as error:
+        raise ValueError(f"the batch's Examples do not decode together: {error}") from None
+    offsets = np.arange(0, rows.size + 1, rows.shape[1], dtype=np.int64)
+    column = pa.LargeListArray.from_arrays(offsets, values)
+    index = batch.schema.get_field_index(name)
+    batch = batch.set_column(index, name, column) if index >= 0 else batch.append_column(name, column)
+    return ENCODER.encode(batch)
 
 
 def _values(feature: feature_pb2.Feature) -> list:

@@ -14,17 +14,12 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 from tensorflow.core.example import example_pb2
-from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder, RecordBatchToExamplesEncoder
 
 from transforms.config import FeatureTypes
-from transforms.records.examples import example_features, text_if_utf8
+from transforms.records.examples import DECODER, ENCODER, example_features, text_if_utf8
 
 Value = float | int | str | bytes
 FeatureValue = Value | list[Value]
-
-# tfx-bsl's coders, stateless and schema-free: each batch's own features settle its columns.
-_DECODER = ExamplesToRecordBatchDecoder()
-_ENCODER = RecordBatchToExamplesEncoder()
 
 
 class Record(NamedTuple):
@@ -204,7 +199,7 @@ def parse_tfrecord(raw: bytes, key_field: str) -> Parsed:
 
 def _decoded_batch(raws: Sequence[bytes]) -> pa.RecordBatch | None:
     try:
-        return _DECODER.DecodeBatch(list(raws))
+        return DECODER.DecodeBatch(list(raws))
     except RuntimeError:  # a record that is not an Example, or a feature whose kind differs between records
         return None
 
@@ -265,7 +260,7 @@ def _parsed_columns(batch: pa.RecordBatch, raws: Sequence[bytes], key_field: str
     keys: list = [None] * len(raws)
     if key_field in batch.schema.names:
         keys = _keys(batch.column(key_field).flatten(), key_field)
-        model_inputs = _ENCODER.encode(batch.drop_columns([key_field]))
+        model_inputs = ENCODER.encode(batch.drop_columns([key_field]))
     values = [_column_values(column) for column in columns]
     features = [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
     return [

@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import base64
 import datetime
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from transforms.inference.postprocess import ModelPrediction
+from transforms.inference.batches import Batch
 from transforms.records.parsing import Record
 
 
-def prediction_row(record: Record, predictions: Iterable[ModelPrediction]) -> dict[str, Any]:
+def prediction_row(record: Record, predictions: list[dict[str, Any]]) -> dict[str, Any]:
     """`{"key": ..., "input": {...}, "predictions": [{"model": name, "version": v, "outputs": {alias: [values]}}]}`.
 
-    `version` is the model version that made the outputs, null for a model given as a plain SavedModel directory.
+    `predictions` are the record's, as `batch_predictions` gives them.
     """
-    return {
-        "key": record.key,
-        "input": record.features,
-        "predictions": [{"model": p.model, "version": p.version, "outputs": p.outputs} for p in predictions],
-    }
+    return {"key": record.key, "input": record.features, "predictions": predictions}
+
+
+def batch_predictions(batch: Batch) -> list[list[dict[str, Any]]]:
+    """Each record's predictions, a model each in model order: `{"model", "version", "outputs": {alias: [values]}}`.
+
+    `version` is the model version that made the outputs, null for a model given as a plain SavedModel directory.
+    Each output is converted to Python values once for the whole batch.
+    """
+    size = len(batch)
+    models = [(outputs.model, outputs.version, outputs.values(size)) for outputs in batch.outputs]
+    return [
+        [
+            {"model": model, "version": version, "outputs": {alias: rows[i] for alias, rows in values.items()}}
+            for model, version, values in models
+        ]
+        for i in range(size)
+    ]
 
 
 def _json_default(value: Any) -> Any:

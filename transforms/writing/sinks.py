@@ -14,12 +14,14 @@ from apache_beam.io.gcp.pubsub import PubsubMessage
 from transforms import counters
 from transforms.config import InferenceConfig
 from transforms.dead_letters import DeadLetter, dead_letter_json, record_dead_letter
-from transforms.inference.predict import DEAD_LETTERS, Pending
+from transforms.inference.batches import Batch
+from transforms.inference.predict import DEAD_LETTERS
 from transforms.progress import ProgressCounts
 from transforms.reading.file_records import tfrecord_frames
 from transforms.records.coders import SizedPickleCoder
+from transforms.records.parsing import Record
 from transforms.writing.bigquery import WriteTableRows, dead_letter_table_row, prediction_table_row
-from transforms.writing.rows import prediction_row, row_json
+from transforms.writing.rows import batch_predictions, prediction_row, row_json
 from transforms.writing.windowed_files import WriteWindowedFiles
 
 POSTPROCESS_STAGE = "postprocess"
@@ -58,22 +60,32 @@ class EncodedCoder(SizedPickleCoder):
 beam.coders.registry.register_coder(Encoded, EncodedCoder)
 
 
-def encode_row(pending: Pending) -> Encoded:
-    row = row_json(prediction_row(pending.record, pending.predictions))
-    return Encoded(row, pending.record.id, pending.record.key, version_attribute(pending.predictions))
+def result_rows(batch: Batch) -> list[tuple[Record, list[dict], str | None]]:
+    """Each record of a batch of results with its predictions, as its row holds them, and its version attribute."""
+    version = version_attribute(batch.outputs)
+    rows = zip(batch.records, batch_predictions(batch), strict=True)
+    return [(record, predictions, version) for record, predictions in rows]
 
 
-def encode_prediction_log(element: tuple[Pending, Any]) -> Encoded:
-    pending, log = element
-    model_spec = log.predict_log.response.model_spec
-    version = str(model_spec.version.value) if model_spec.HasField("version") else None
-    return Encoded(log.SerializeToString(), pending.record.id, pending.record.key, version)
+def encode_row(element: tuple[Record, list[dict], str | None]) -> Encoded:
+    record, predictions, version = element
+    return Encoded(row_json(prediction_row(record, predictions)), record.id, record.key, version)
 
 
-def unencodable_row(element: Pending | tuple[Pending, Any], error: Exception) -> DeadLetter:
+def result_logs(batch: Batch) -> list[tuple[Record, bytes, str | None]]:
+    """Each record of a batch of predict's results with its serialized PredictionLog and the version that made it."""
+    (outputs,) = batch.outputs
+    return [(record, log, outputs.version) for record, log in zip(batch.records, outputs.logs, strict=True)]
+
+
+def encode_prediction_log(element: tuple[Record, bytes, str | None]) -> Encoded:
+    record, log, version = element
+    return Encoded(log, record.id, record.key, version)
+
+
+def unencodable_row(element: tuple[Record, Any, str | None], error: Exception) -> DeadLetter:
     """A result that cannot become a row (e.g. a key JSON cannot hold) is a `postprocess` dead letter."""
-    pending = element if isinstance(element, Pending) else element[0]
-    return record_dead_letter(POSTPROCESS_STAGE, error, pending.record)
+    return record_dead_letter(POSTPROCESS_STAGE, error, element[0])
 
 
 def unencodable_dead_letter(letter: DeadLetter, error: Exception) -> DeadLetter:
@@ -91,25 +103,28 @@ class EncodeDeadLetter:
 class _EncodeAndCount(beam.DoFn):
     """A batch of results or dead letters in, the batch of their Encoded records out, each one counted.
 
-    An element that cannot be encoded goes out as a dead letter, uncounted; its batch-mates are written.
+    `elements` takes a batch apart into what `encode` encodes: a record each. One that cannot be encoded goes out
+    as a dead letter, uncounted; its batch-mates are written.
     """
 
     def __init__(
         self,
+        elements: Callable[[Any], list],
         encode: Callable[[Any], Encoded],
         counter_names: Callable[[Any], tuple[str, ...]],
         unencodable: Callable[[Any, Exception], DeadLetter],
         progress: ProgressCounts | None,
     ):
+        self._elements = elements
         self._encode = encode
         self._counter_names = counter_names
         self._unencodable = unencodable
         self._progress = progress
         self._counts = {}
 
-    def process(self, batch: list):
+    def process(self, batch):
         encoded, counted = [], []
-        for element in batch:
+        for element in self._elements(batch):
             try:
                 encoded.append(self._encode(element))
             except Exception as error:
@@ -229,6 +244,7 @@ def write_results(config: InferenceConfig) -> beam.PTransform:
         counters.Count(counters.ROWS_WRITTEN, config.live_counts),
     )
     return _EncodeCountWrite(
+        result_logs if predict else result_rows,
         encode_prediction_log if predict else encode_row,
         _rows_written,
         unencodable_row,
@@ -246,6 +262,7 @@ def write_dead_letters(config: InferenceConfig) -> beam.PTransform:
         config.dead_letter_table, "dead_letters", dead_letter_table_row, None
     )
     return _EncodeCountWrite(
+        list,
         EncodeDeadLetter(config.pattern),
         _dead_letter_counters,
         unencodable_dead_letter,
@@ -263,6 +280,7 @@ class _EncodeCountWrite(beam.PTransform):
 
     def __init__(
         self,
+        elements,
         encode,
         counter_names,
         unencodable,
@@ -271,7 +289,7 @@ class _EncodeCountWrite(beam.PTransform):
         one_each: bool = False,
     ):
         super().__init__()
-        self._encode = _EncodeAndCount(encode, counter_names, unencodable, progress)
+        self._encode = _EncodeAndCount(elements, encode, counter_names, unencodable, progress)
         self._sinks = sinks
         self._one_each = one_each
 
