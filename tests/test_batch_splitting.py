@@ -1,0 +1,256 @@
+"""A bad record costs only itself at every stage, inside full batches: main.py run as a user runs it on 1,500
+records with bad ones at known places in its batches of --max_batch_size (first of a batch, last, first of the
+next, two adjacent, the very last record) gives one dead letter per bad record, with its stage, key, raw input and
+what was wrong, one row per good record with the models' right answers, and counts that reconcile.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+from expect import assert_close
+from test_end_to_end import read_prediction_logs
+from test_patterns import below_1000_times_10, export_model, halved, times_2_to_the_54_unsigned
+
+from transforms.parameters import build_parser
+
+pytestmark = pytest.mark.slow
+
+BATCH = 512  # --max_batch_size's default: the largest batch the file reader and RunInference form
+RECORDS = 1500  # three batches: 512, 512 and 476
+# First of the first batch, two adjacent mid-batch, the last of a batch and the first of the next, mid-batch,
+# the last of the second batch, and the last record read (the end of the short third batch).
+BAD_POSITIONS = (0, 300, 301, BATCH - 1, BATCH, BATCH + 200, 2 * BATCH - 1, RECORDS - 1)
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """A record that must fail at `stage`, as written to the input, and what its one dead letter must say."""
+
+    raw: bytes
+    stage: str
+    key: str | None
+    message: str
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Input:
+    """An input of RECORDS records: the good ones by position and the bad ones in their places."""
+
+    path: Path
+    good: dict[int, dict]
+    bad: dict[int, BadRecord]
+
+
+def key(position: int) -> str:
+    return f"k{position}"
+
+
+def record(position: int) -> dict:
+    """A good record: x = position / 8 is exact in float32, unique, and below 200, where every model here answers."""
+    return {"key": key(position), "x": position / 8}
+
+
+def json_line(good: dict) -> bytes:
+    return json.dumps(good).encode()
+
+
+def write_lines(
+    path: Path,
+    bad_record: Callable[[int], BadRecord],
+    good: Callable[[int], dict] = record,
+    line: Callable[[dict], bytes] = json_line,
+    header: bytes = b"",
+) -> Input:
+    """A text input, JSON Lines unless told otherwise: the good records as `line`s, the bad ones in their places."""
+    goods = {p: good(p) for p in range(RECORDS) if p not in BAD_POSITIONS}
+    bad = {p: bad_record(p) for p in BAD_POSITIONS}
+    path.write_bytes(header + b"".join((bad[p].raw if p in bad else line(goods[p])) + b"\n" for p in range(RECORDS)))
+    return Input(path, goods, bad)
+
+
+def letter_raw(letter: dict) -> bytes:
+    if letter["raw_encoding"] == "base64":
+        return base64.b64decode(letter["raw"])
+    return letter["raw"].encode("utf-8")
+
+
+def summary_count(stdout: str, line: str) -> int:
+    return int(re.search(rf"^\s*{line}\s+(\d+)", stdout, re.MULTILINE)[1])
+
+
+def model_batches(stdout: str, model: str) -> int:
+    """The batches `model` was called on, from the summary's RunInference table."""
+    return int(re.search(rf"^\s*{model}\s+\d+\s+(\d+)\s", stdout, re.MULTILINE)[1])
+
+
+def check_dead_letters(run, source: Input) -> None:
+    """Exactly one dead letter per bad record, saying where, what and which record."""
+    letters = run.dead_letters()
+    raws = [letter_raw(letter) for letter in letters]
+    assert sorted(raws) == sorted(bad.raw for bad in source.bad.values()), "one dead letter per bad record, no more"
+    by_raw = dict(zip(raws, letters, strict=True))
+    for position, bad in source.bad.items():
+        letter = by_raw[bad.raw]
+        assert (letter["stage"], letter["key"], letter["model"]) == (bad.stage, bad.key, bad.model), position
+        assert bad.message in letter["message"], (position, letter["message"])
+        assert letter["source"] == str(source.path)
+    stages = Counter(bad.stage for bad in source.bad.values())
+    by_stage = ", ".join(f"{stage} {count}" for stage, count in sorted(stages.items()))
+    assert f"dead letters               {len(source.bad)}  ({by_stage})" in run.stdout
+
+
+def check_rows(run, source: Input, check_predictions: Callable[[dict, dict], None]) -> None:
+    """One row per good record, its input as read and `check_predictions(row, record)` true of its answers."""
+    rows = run.rows()
+    assert Counter(row["key"] for row in rows) == Counter(r["key"] for r in source.good.values())
+    records = {r["key"]: r for r in source.good.values()}
+    for row in rows:
+        good = records[row["key"]]
+        assert row["input"] == {name: value for name, value in good.items() if name != "key"}
+        check_predictions(row, good)
+
+
+def check_reconciled(run) -> None:
+    assert summary_count(run.stdout, "records read") == RECORDS
+    written = summary_count(run.stdout, "rows written")
+    assert written + summary_count(run.stdout, "dead letters") == RECORDS
+    assert "reconciled               yes" in run.stdout
+
+
+def times(*factors: tuple[str, float], output: str = "y") -> Callable[[dict, dict], None]:
+    """A row's predictions, model by model: (model name, what it multiplies the record's x by)."""
+
+    def check(row: dict, good: dict) -> None:
+        assert [p["model"] for p in row["predictions"]] == [model for model, _ in factors]
+        for prediction, (_, factor) in zip(row["predictions"], factors, strict=True):
+            assert_close(prediction["outputs"][output][0], factor * good["x"])
+
+    return check
+
+
+def check_prediction_logs(run, source: Input, factor: float) -> None:
+    """predict writes no rows but PredictionLogs, keyless: one per good record, told apart by its x."""
+    logs = read_prediction_logs(run.output)
+    xs = []
+    for log in logs:
+        example = tf.train.Example.FromString(log.predict_log.request.inputs["examples"].string_val[0])
+        assert "key" not in example.features.feature, "the key must never reach the model"
+        x = example.features.feature["x"].float_list.value[0]
+        assert_close(log.predict_log.response.outputs["y"].float_val[0], factor * x)
+        xs.append(x)
+    assert sorted(xs) == sorted(r["x"] for r in source.good.values())
+
+
+def test_the_bad_records_sit_inside_full_batches_of_the_default_max_batch_size():
+    assert build_parser().get_default("max_batch_size") == BATCH
+    assert math.ceil(RECORDS / BATCH) == 3 and RECORDS % BATCH != 0, "two full batches and a short one"
+
+
+@pytest.fixture(scope="module")
+def strict_models(tmp_path_factory) -> dict[str, str]:
+    """tests/test_patterns.py's models: x10 that fails on x >= 1000, and two that cannot chain for x >= 512."""
+    folder = tmp_path_factory.mktemp("splitting_models")
+    return {
+        "below_1000": export_model(str(folder / "below_1000"), below_1000_times_10),
+        "unsigned": export_model(str(folder / "unsigned"), times_2_to_the_54_unsigned),
+        "halved": export_model(str(folder / "halved"), halved, tf.int64),
+    }
+
+
+def failing_in_turn(failures: tuple[tuple[bytes, bool, str], ...], stage: str) -> Callable[[int], BadRecord]:
+    """Bad records of each kind in turn: (raw record with %d for its position, whether its key is read, message)."""
+
+    def bad_record(position: int) -> BadRecord:
+        raw, keyed, message = failures[BAD_POSITIONS.index(position) % len(failures)]
+        return BadRecord(raw % position, stage, key(position) if keyed else None, message)
+
+    return bad_record
+
+
+JSONL_PARSE_FAILURES = (
+    (b'{"key": "k%d", "x": ', False, "line is not valid JSON"),
+    (b'{"key": "k%d", "x": "seven"}', True, "feature 'x' should be a number (float feature), got \"seven\""),
+    (b'{"key": "k%d", "x": null}', True, "feature 'x' is null"),
+    (b'{"key": "k%d", "x": NaN}', True, "feature 'x' is not a finite number: nan"),
+    (b"[%d, 2, 3]", False, "line is JSON but not an object: list"),
+    (b'{"key": "k%d", "x": "\xe9"}', False, "line is not valid UTF-8"),  # Latin-1: kept as base64
+)
+CSV_PARSE_FAILURES = (
+    (b"k%d,seven", True, "feature 'x' should be a number (float feature), got 'seven'"),
+    (b"k%d,", True, "feature 'x' is empty"),
+    (b"k%d,1,extra", False, "record has 3 columns, the header has 2"),
+)
+TFRECORD_PARSE_FAILURES = (
+    (b"\x00 not an Example %d", False, "record is not a serialized tf.train.Example"),
+    (b"\xff\xfe %d garbage", False, "record is not a serialized tf.train.Example"),  # not UTF-8: kept as base64
+)
+
+
+def csv_line(good: dict) -> bytes:
+    return f"{good['key']},{good['x']}".encode()
+
+
+def example(good: dict) -> bytes:
+    feature = {
+        "key": tf.train.Feature(bytes_list=tf.train.BytesList(value=[good["key"].encode()])),
+        "x": tf.train.Feature(float_list=tf.train.FloatList(value=[good["x"]])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def write_tfrecords(path: Path, bad_record: Callable[[int], BadRecord]) -> Input:
+    goods = {p: record(p) for p in range(RECORDS) if p not in BAD_POSITIONS}
+    bad = {p: bad_record(p) for p in BAD_POSITIONS}
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for p in range(RECORDS):
+            writer.write(bad[p].raw if p in bad else example(goods[p]))
+    return Input(path, goods, bad)
+
+
+PARSE_INPUTS = {
+    "jsonl": lambda path: write_lines(path, failing_in_turn(JSONL_PARSE_FAILURES, "parse")),
+    "csv": lambda path: write_lines(
+        path, failing_in_turn(CSV_PARSE_FAILURES, "parse"), line=csv_line, header=b"key,x\n"
+    ),
+    "tfrecord": lambda path: write_tfrecords(path, failing_in_turn(TFRECORD_PARSE_FAILURES, "parse")),
+}
+DEMO_MODELS = {
+    "predict": (("multiply_by_5", 5),),
+    "postprocess": (("multiply_by_5", 5),),
+    "keyed": (("multiply_by_5", 5),),
+    "multi_parallel": (("multiply_by_5", 5), ("multiply_by_10", 10)),
+    "multi_sequence": (("multiply_by_5", 5), ("multiply_by_10", 50)),
+}
+
+
+def check_results(run, source: Input, pattern: str, factors: tuple[tuple[str, float], ...]) -> None:
+    """The good records' results, as rows or (for predict) as PredictionLogs, each model's y = factor * x."""
+    if pattern == "predict":
+        [(_, factor)] = factors
+        check_prediction_logs(run, source, factor)
+    else:
+        check_rows(run, source, times(*factors))
+
+
+@pytest.mark.parametrize(
+    "source_format, pattern", [("jsonl", "postprocess"), ("csv", "keyed"), ("tfrecord", "predict")]
+)
+def test_a_record_that_cannot_be_parsed_costs_only_itself(run_main, models_for, tmp_path, source_format, pattern):
+    source = PARSE_INPUTS[source_format](tmp_path / f"in.{source_format}")
+    run = run_main(f"--pattern={pattern}", f"--model_uris={models_for(pattern)}", f"--input={source.path}")
+    assert run.returncode == 0, run.stderr
+    check_dead_letters(run, source)
+    check_results(run, source, pattern, DEMO_MODELS[pattern])
+    assert model_batches(run.stdout, "multiply_by_5") == 3, "the records around the bad ones went on in 3 batches"
+    check_reconciled(run)
