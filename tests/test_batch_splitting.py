@@ -21,6 +21,7 @@ from expect import assert_close
 from test_end_to_end import read_prediction_logs
 from test_patterns import below_1000_times_10, export_model, halved, times_2_to_the_54_unsigned
 
+from tools.demo import WEATHER, delivery_minutes
 from transforms.parameters import build_parser
 
 pytestmark = pytest.mark.slow
@@ -253,4 +254,125 @@ def test_a_record_that_cannot_be_parsed_costs_only_itself(run_main, models_for, 
     check_dead_letters(run, source)
     check_results(run, source, pattern, DEMO_MODELS[pattern])
     assert model_batches(run.stdout, "multiply_by_5") == 3, "the records around the bad ones went on in 3 batches"
+    check_reconciled(run)
+
+
+PATTERNS = tuple(DEMO_MODELS)
+
+
+def named_record(position: int) -> dict:
+    """A good order for the demo's delivery model, whose named inputs are a float, an int and a string."""
+    return {
+        "key": key(position),
+        "distance_km": position % 20 + 0.25,
+        "items": position % 29 + 1,
+        "weather": WEATHER[position % len(WEATHER)],
+    }
+
+
+def minutes_of_the_delivery_rule(row: dict, good: dict) -> None:
+    [prediction] = row["predictions"]
+    expected = delivery_minutes(good["distance_km"], good["items"], good["weather"])
+    assert prediction["model"] == "delivery_minutes" and abs(prediction["outputs"]["minutes"][0] - expected) < 0.5
+
+
+@pytest.mark.parametrize(
+    "pattern, model_input",
+    [(pattern, "examples") for pattern in PATTERNS] + [("keyed", "named tensors")],
+)
+def test_a_record_that_cannot_become_the_models_input_costs_only_itself(
+    run_main, demo_models, models_for, tmp_path, pattern, model_input
+):
+    if model_input == "examples":
+        # A JSON \ud800 escape reads as a lone surrogate, which no tf.train.Example bytes feature (UTF-8) can hold.
+        def bad_record(position: int) -> BadRecord:
+            raw = json.dumps({"key": key(position), "x": position / 8, "name": "\ud800"}).encode()
+            model = None if pattern == "multi_parallel" else "multiply_by_5"  # its one Example feeds every model
+            return BadRecord(raw, "encode", key(position), "surrogates not allowed", model)
+
+        source = write_lines(tmp_path / "in.jsonl", bad_record, lambda p: {**record(p), "name": f"sensor {p}"})
+        models, extra, check = models_for(pattern), "--feature_types=name:bytes", times(*DEMO_MODELS[pattern])
+        first_model = "multiply_by_5"
+    else:
+        # The delivery model's `items` input is an int64 tensor: 3.7 items cannot be fed to it.
+        def bad_record(position: int) -> BadRecord:
+            raw = json.dumps({**named_record(position), "items": 3.7}).encode()
+            return BadRecord(raw, "encode", key(position), "takes whole numbers", "delivery_minutes")
+
+        source = write_lines(tmp_path / "in.jsonl", bad_record, named_record)
+        models, extra, check = (
+            demo_models["delivery_minutes"],
+            "--feature_types=weather:bytes",
+            minutes_of_the_delivery_rule,
+        )
+        first_model = "delivery_minutes"
+    run = run_main(f"--pattern={pattern}", f"--model_uris={models}", f"--input={source.path}", extra)
+    assert run.returncode == 0, run.stderr
+    check_dead_letters(run, source)
+    if pattern == "predict":
+        check_prediction_logs(run, source, 5)
+    else:
+        check_rows(run, source, check)
+    assert model_batches(run.stdout, first_model) == 3, "the records around the bad ones went on in 3 batches"
+    check_reconciled(run)
+
+
+def test_an_output_that_cannot_feed_the_next_model_costs_only_its_record(run_main, strict_models, tmp_path):
+    # The first model's uint64 output x * 2^54 fits the next model's int64 Example feature only for x < 512
+    # (and from x = 1024 it wraps around 2^64, so the bad records' x stay below that).
+    def bad_record(position: int) -> BadRecord:
+        raw = json.dumps({"key": key(position), "x": 512.0 + position % 512}).encode()
+        return BadRecord(raw, "chain", key(position), "cannot be feature 'x' of a tf.train.Example", "halved")
+
+    def chained(row: dict, good: dict) -> None:
+        first, second = row["predictions"]
+        assert (first["model"], second["model"]) == ("unsigned", "halved")
+        assert first["outputs"]["y"] == [int(good["x"]) * 2**54]
+        assert second["outputs"]["y"] == [int(good["x"]) * 2**53]
+
+    source = write_lines(tmp_path / "in.jsonl", bad_record, lambda p: {"key": key(p), "x": float(p % 512)})
+    models = f"{strict_models['unsigned']},{strict_models['halved']}"
+    run = run_main("--pattern=multi_sequence", f"--model_uris={models}", f"--input={source.path}")
+    assert run.returncode == 0, run.stderr
+    check_dead_letters(run, source)
+    check_rows(run, source, chained)
+    assert model_batches(run.stdout, "unsigned") == 3, "every record went to the first model in 3 batches"
+    check_reconciled(run)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_a_record_the_model_fails_on_costs_only_itself(run_main, demo_models, strict_models, tmp_path, pattern):
+    # below_1000 is x10 with a tf.debugging assertion: a batch holding x >= 1000 fails as a whole, and is split.
+    # The multi_ patterns run it second: after x5 answered the record (multi_sequence feeds it 5x).
+    def bad_record(position: int) -> BadRecord:
+        raw = json.dumps({"key": key(position), "x": 1000.0 + position}).encode()
+        return BadRecord(raw, "inference", key(position), "x must be below 1000", "below_1000")
+
+    source = write_lines(tmp_path / "in.jsonl", bad_record)
+    if pattern.startswith("multi"):
+        models = f"{demo_models['multiply_by_5']},{strict_models['below_1000']}"
+        factors = (("multiply_by_5", 5), ("below_1000", 50 if pattern == "multi_sequence" else 10))
+    else:
+        models, factors = strict_models["below_1000"], (("below_1000", 10),)
+    run = run_main(f"--pattern={pattern}", f"--model_uris={models}", f"--input={source.path}")
+    assert run.returncode == 0, run.stderr
+    check_dead_letters(run, source)
+    check_results(run, source, pattern, factors)
+    check_reconciled(run)
+
+
+@pytest.mark.parametrize("pattern", [pattern for pattern in PATTERNS if pattern != "predict"])
+def test_a_result_that_cannot_become_a_row_costs_only_itself(run_main, models_for, tmp_path, pattern):
+    # A JSON \udc00 escape reads as a lone surrogate: the models score the record, but no UTF-8 row holds its key.
+    def bad_record(position: int) -> BadRecord:
+        lone_surrogate = chr(0xDC00 + BAD_POSITIONS.index(position))
+        raw = json.dumps({"key": lone_surrogate, "x": position / 8}).encode()
+        return BadRecord(raw, "postprocess", lone_surrogate, "surrogates not allowed")
+
+    source = write_lines(tmp_path / "in.jsonl", bad_record)
+    run = run_main(f"--pattern={pattern}", f"--model_uris={models_for(pattern)}", f"--input={source.path}")
+    assert run.returncode == 0, run.stderr
+    check_dead_letters(run, source)
+    check_results(run, source, pattern, DEMO_MODELS[pattern])
+    assert model_batches(run.stdout, "multiply_by_5") == 3, "every record went to the model in 3 batches"
     check_reconciled(run)
