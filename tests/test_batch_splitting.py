@@ -31,6 +31,26 @@ RECORDS = 1500  # three batches: 512, 512 and 476
 # First of the first batch, two adjacent mid-batch, the last of a batch and the first of the next, mid-batch,
 # the last of the second batch, and the last record read (the end of the short third batch).
 BAD_POSITIONS = (0, 300, 301, BATCH - 1, BATCH, BATCH + 200, 2 * BATCH - 1, RECORDS - 1)
+# The demo models of each pattern, in order, and what each row's y is then: x times these.
+DEMO_MODELS = {
+    "predict": (("multiply_by_5", 5),),
+    "postprocess": (("multiply_by_5", 5),),
+    "keyed": (("multiply_by_5", 5),),
+    "multi_parallel": (("multiply_by_5", 5), ("multiply_by_10", 10)),
+    "multi_sequence": (("multiply_by_5", 5), ("multiply_by_10", 50)),
+}
+PATTERNS = tuple(DEMO_MODELS)
+
+
+@pytest.fixture(scope="module")
+def strict_models(tmp_path_factory) -> dict[str, str]:
+    """tests/test_patterns.py's models: x10 that fails on x >= 1000, and two that cannot chain for x >= 512."""
+    folder = tmp_path_factory.mktemp("splitting_models")
+    return {
+        "below_1000": export_model(str(folder / "below_1000"), below_1000_times_10),
+        "unsigned": export_model(str(folder / "unsigned"), times_2_to_the_54_unsigned),
+        "halved": export_model(str(folder / "halved"), halved, tf.int64),
+    }
 
 
 @dataclass(frozen=True)
@@ -62,22 +82,43 @@ def record(position: int) -> dict:
     return {"key": key(position), "x": position / 8}
 
 
+def planted(path: Path, bad_record: Callable[[int], BadRecord], good: Callable[[int], dict] = record) -> Input:
+    """RECORDS records for `path`: `good(position)` everywhere but at BAD_POSITIONS, where `bad_record(position)`."""
+    goods = {p: good(p) for p in range(RECORDS) if p not in BAD_POSITIONS}
+    return Input(path, goods, {p: bad_record(p) for p in BAD_POSITIONS})
+
+
+def in_order(source: Input, encode: Callable[[dict], bytes]) -> list[bytes]:
+    return [source.bad[p].raw if p in source.bad else encode(source.good[p]) for p in range(RECORDS)]
+
+
 def json_line(good: dict) -> bytes:
     return json.dumps(good).encode()
 
 
-def write_lines(
-    path: Path,
-    bad_record: Callable[[int], BadRecord],
-    good: Callable[[int], dict] = record,
-    line: Callable[[dict], bytes] = json_line,
-    header: bytes = b"",
-) -> Input:
-    """A text input, JSON Lines unless told otherwise: the good records as `line`s, the bad ones in their places."""
-    goods = {p: good(p) for p in range(RECORDS) if p not in BAD_POSITIONS}
-    bad = {p: bad_record(p) for p in BAD_POSITIONS}
-    path.write_bytes(header + b"".join((bad[p].raw if p in bad else line(goods[p])) + b"\n" for p in range(RECORDS)))
-    return Input(path, goods, bad)
+def csv_line(good: dict) -> bytes:
+    return f"{good['key']},{good['x']}".encode()
+
+
+def example(good: dict) -> bytes:
+    feature = {
+        "key": tf.train.Feature(bytes_list=tf.train.BytesList(value=[good["key"].encode()])),
+        "x": tf.train.Feature(float_list=tf.train.FloatList(value=[good["x"]])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def write_lines(source: Input, line: Callable[[dict], bytes] = json_line, header: bytes = b"") -> Input:
+    """A text input, JSON Lines unless told otherwise, one record a line."""
+    source.path.write_bytes(header + b"".join(raw + b"\n" for raw in in_order(source, line)))
+    return source
+
+
+def write_tfrecords(source: Input) -> Input:
+    with tf.io.TFRecordWriter(str(source.path)) as writer:
+        for raw in in_order(source, example):
+            writer.write(raw)
+    return source
 
 
 def letter_raw(letter: dict) -> bytes:
@@ -129,13 +170,13 @@ def check_reconciled(run) -> None:
     assert "reconciled               yes" in run.stdout
 
 
-def times(*factors: tuple[str, float], output: str = "y") -> Callable[[dict, dict], None]:
+def times(*factors: tuple[str, float]) -> Callable[[dict, dict], None]:
     """A row's predictions, model by model: (model name, what it multiplies the record's x by)."""
 
     def check(row: dict, good: dict) -> None:
         assert [p["model"] for p in row["predictions"]] == [model for model, _ in factors]
         for prediction, (_, factor) in zip(row["predictions"], factors, strict=True):
-            assert_close(prediction["outputs"][output][0], factor * good["x"])
+            assert_close(prediction["outputs"]["y"][0], factor * good["x"])
 
     return check
 
@@ -153,20 +194,18 @@ def check_prediction_logs(run, source: Input, factor: float) -> None:
     assert sorted(xs) == sorted(r["x"] for r in source.good.values())
 
 
+def check_results(run, source: Input, pattern: str, factors: tuple[tuple[str, float], ...]) -> None:
+    """The good records' results, as rows or (for predict) as PredictionLogs, each model's y = factor * x."""
+    if pattern == "predict":
+        [(_, factor)] = factors
+        check_prediction_logs(run, source, factor)
+    else:
+        check_rows(run, source, times(*factors))
+
+
 def test_the_bad_records_sit_inside_full_batches_of_the_default_max_batch_size():
     assert build_parser().get_default("max_batch_size") == BATCH
     assert math.ceil(RECORDS / BATCH) == 3 and RECORDS % BATCH != 0, "two full batches and a short one"
-
-
-@pytest.fixture(scope="module")
-def strict_models(tmp_path_factory) -> dict[str, str]:
-    """tests/test_patterns.py's models: x10 that fails on x >= 1000, and two that cannot chain for x >= 512."""
-    folder = tmp_path_factory.mktemp("splitting_models")
-    return {
-        "below_1000": export_model(str(folder / "below_1000"), below_1000_times_10),
-        "unsigned": export_model(str(folder / "unsigned"), times_2_to_the_54_unsigned),
-        "halved": export_model(str(folder / "halved"), halved, tf.int64),
-    }
 
 
 def failing_in_turn(failures: tuple[tuple[bytes, bool, str], ...], stage: str) -> Callable[[int], BadRecord]:
@@ -198,50 +237,13 @@ TFRECORD_PARSE_FAILURES = (
 )
 
 
-def csv_line(good: dict) -> bytes:
-    return f"{good['key']},{good['x']}".encode()
-
-
-def example(good: dict) -> bytes:
-    feature = {
-        "key": tf.train.Feature(bytes_list=tf.train.BytesList(value=[good["key"].encode()])),
-        "x": tf.train.Feature(float_list=tf.train.FloatList(value=[good["x"]])),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
-def write_tfrecords(path: Path, bad_record: Callable[[int], BadRecord]) -> Input:
-    goods = {p: record(p) for p in range(RECORDS) if p not in BAD_POSITIONS}
-    bad = {p: bad_record(p) for p in BAD_POSITIONS}
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for p in range(RECORDS):
-            writer.write(bad[p].raw if p in bad else example(goods[p]))
-    return Input(path, goods, bad)
-
-
 PARSE_INPUTS = {
-    "jsonl": lambda path: write_lines(path, failing_in_turn(JSONL_PARSE_FAILURES, "parse")),
+    "jsonl": lambda path: write_lines(planted(path, failing_in_turn(JSONL_PARSE_FAILURES, "parse"))),
     "csv": lambda path: write_lines(
-        path, failing_in_turn(CSV_PARSE_FAILURES, "parse"), line=csv_line, header=b"key,x\n"
+        planted(path, failing_in_turn(CSV_PARSE_FAILURES, "parse")), csv_line, header=b"key,x\n"
     ),
-    "tfrecord": lambda path: write_tfrecords(path, failing_in_turn(TFRECORD_PARSE_FAILURES, "parse")),
+    "tfrecord": lambda path: write_tfrecords(planted(path, failing_in_turn(TFRECORD_PARSE_FAILURES, "parse"))),
 }
-DEMO_MODELS = {
-    "predict": (("multiply_by_5", 5),),
-    "postprocess": (("multiply_by_5", 5),),
-    "keyed": (("multiply_by_5", 5),),
-    "multi_parallel": (("multiply_by_5", 5), ("multiply_by_10", 10)),
-    "multi_sequence": (("multiply_by_5", 5), ("multiply_by_10", 50)),
-}
-
-
-def check_results(run, source: Input, pattern: str, factors: tuple[tuple[str, float], ...]) -> None:
-    """The good records' results, as rows or (for predict) as PredictionLogs, each model's y = factor * x."""
-    if pattern == "predict":
-        [(_, factor)] = factors
-        check_prediction_logs(run, source, factor)
-    else:
-        check_rows(run, source, times(*factors))
 
 
 @pytest.mark.parametrize(
@@ -257,10 +259,29 @@ def test_a_record_that_cannot_be_parsed_costs_only_itself(run_main, models_for, 
     check_reconciled(run)
 
 
-PATTERNS = tuple(DEMO_MODELS)
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_features_that_cannot_become_an_example_cost_only_their_record(run_main, models_for, tmp_path, pattern):
+    # A JSON \ud800 escape reads as a lone surrogate, which no tf.train.Example bytes feature (UTF-8) can hold.
+    def bad_record(position: int) -> BadRecord:
+        raw = json.dumps({"key": key(position), "x": position / 8, "name": "\ud800"}).encode()
+        model = None if pattern == "multi_parallel" else "multiply_by_5"  # its one Example feeds every model
+        return BadRecord(raw, "encode", key(position), "surrogates not allowed", model)
+
+    source = write_lines(planted(tmp_path / "in.jsonl", bad_record, lambda p: {**record(p), "name": f"sensor {p}"}))
+    run = run_main(
+        f"--pattern={pattern}",
+        f"--model_uris={models_for(pattern)}",
+        f"--input={source.path}",
+        "--feature_types=name:bytes",
+    )
+    assert run.returncode == 0, run.stderr
+    check_dead_letters(run, source)
+    check_results(run, source, pattern, DEMO_MODELS[pattern])
+    assert model_batches(run.stdout, "multiply_by_5") == 3, "the records around the bad ones went on in 3 batches"
+    check_reconciled(run)
 
 
-def named_record(position: int) -> dict:
+def order(position: int) -> dict:
     """A good order for the demo's delivery model, whose named inputs are a float, an int and a string."""
     return {
         "key": key(position),
@@ -270,50 +291,26 @@ def named_record(position: int) -> dict:
     }
 
 
-def minutes_of_the_delivery_rule(row: dict, good: dict) -> None:
-    [prediction] = row["predictions"]
-    expected = delivery_minutes(good["distance_km"], good["items"], good["weather"])
-    assert prediction["model"] == "delivery_minutes" and abs(prediction["outputs"]["minutes"][0] - expected) < 0.5
+def test_features_that_cannot_become_named_tensors_cost_only_their_record(run_main, demo_models, tmp_path):
+    # The delivery model's `items` input is an int64 tensor: 3.7 items cannot be fed to it.
+    def bad_record(position: int) -> BadRecord:
+        raw = json.dumps({**order(position), "items": 3.7}).encode()
+        return BadRecord(raw, "encode", key(position), "takes whole numbers", "delivery_minutes")
 
+    def minutes_by_the_delivery_rule(row: dict, good: dict) -> None:
+        [prediction] = row["predictions"]
+        expected = delivery_minutes(good["distance_km"], good["items"], good["weather"])
+        assert prediction["model"] == "delivery_minutes" and abs(prediction["outputs"]["minutes"][0] - expected) < 0.5
 
-@pytest.mark.parametrize(
-    "pattern, model_input",
-    [(pattern, "examples") for pattern in PATTERNS] + [("keyed", "named tensors")],
-)
-def test_a_record_that_cannot_become_the_models_input_costs_only_itself(
-    run_main, demo_models, models_for, tmp_path, pattern, model_input
-):
-    if model_input == "examples":
-        # A JSON \ud800 escape reads as a lone surrogate, which no tf.train.Example bytes feature (UTF-8) can hold.
-        def bad_record(position: int) -> BadRecord:
-            raw = json.dumps({"key": key(position), "x": position / 8, "name": "\ud800"}).encode()
-            model = None if pattern == "multi_parallel" else "multiply_by_5"  # its one Example feeds every model
-            return BadRecord(raw, "encode", key(position), "surrogates not allowed", model)
-
-        source = write_lines(tmp_path / "in.jsonl", bad_record, lambda p: {**record(p), "name": f"sensor {p}"})
-        models, extra, check = models_for(pattern), "--feature_types=name:bytes", times(*DEMO_MODELS[pattern])
-        first_model = "multiply_by_5"
-    else:
-        # The delivery model's `items` input is an int64 tensor: 3.7 items cannot be fed to it.
-        def bad_record(position: int) -> BadRecord:
-            raw = json.dumps({**named_record(position), "items": 3.7}).encode()
-            return BadRecord(raw, "encode", key(position), "takes whole numbers", "delivery_minutes")
-
-        source = write_lines(tmp_path / "in.jsonl", bad_record, named_record)
-        models, extra, check = (
-            demo_models["delivery_minutes"],
-            "--feature_types=weather:bytes",
-            minutes_of_the_delivery_rule,
-        )
-        first_model = "delivery_minutes"
-    run = run_main(f"--pattern={pattern}", f"--model_uris={models}", f"--input={source.path}", extra)
+    source = write_lines(planted(tmp_path / "in.jsonl", bad_record, order))
+    model = demo_models["delivery_minutes"]
+    run = run_main(
+        "--pattern=keyed", f"--model_uris={model}", f"--input={source.path}", "--feature_types=weather:bytes"
+    )
     assert run.returncode == 0, run.stderr
     check_dead_letters(run, source)
-    if pattern == "predict":
-        check_prediction_logs(run, source, 5)
-    else:
-        check_rows(run, source, check)
-    assert model_batches(run.stdout, first_model) == 3, "the records around the bad ones went on in 3 batches"
+    check_rows(run, source, minutes_by_the_delivery_rule)
+    assert model_batches(run.stdout, "delivery_minutes") == 3, "the records around the bad ones went on in 3 batches"
     check_reconciled(run)
 
 
@@ -330,7 +327,7 @@ def test_an_output_that_cannot_feed_the_next_model_costs_only_its_record(run_mai
         assert first["outputs"]["y"] == [int(good["x"]) * 2**54]
         assert second["outputs"]["y"] == [int(good["x"]) * 2**53]
 
-    source = write_lines(tmp_path / "in.jsonl", bad_record, lambda p: {"key": key(p), "x": float(p % 512)})
+    source = write_lines(planted(tmp_path / "in.jsonl", bad_record, lambda p: {"key": key(p), "x": float(p % 512)}))
     models = f"{strict_models['unsigned']},{strict_models['halved']}"
     run = run_main("--pattern=multi_sequence", f"--model_uris={models}", f"--input={source.path}")
     assert run.returncode == 0, run.stderr
@@ -348,7 +345,7 @@ def test_a_record_the_model_fails_on_costs_only_itself(run_main, demo_models, st
         raw = json.dumps({"key": key(position), "x": 1000.0 + position}).encode()
         return BadRecord(raw, "inference", key(position), "x must be below 1000", "below_1000")
 
-    source = write_lines(tmp_path / "in.jsonl", bad_record)
+    source = write_lines(planted(tmp_path / "in.jsonl", bad_record))
     if pattern.startswith("multi"):
         models = f"{demo_models['multiply_by_5']},{strict_models['below_1000']}"
         factors = (("multiply_by_5", 5), ("below_1000", 50 if pattern == "multi_sequence" else 10))
@@ -369,7 +366,7 @@ def test_a_result_that_cannot_become_a_row_costs_only_itself(run_main, models_fo
         raw = json.dumps({"key": lone_surrogate, "x": position / 8}).encode()
         return BadRecord(raw, "postprocess", lone_surrogate, "surrogates not allowed")
 
-    source = write_lines(tmp_path / "in.jsonl", bad_record)
+    source = write_lines(planted(tmp_path / "in.jsonl", bad_record))
     run = run_main(f"--pattern={pattern}", f"--model_uris={models_for(pattern)}", f"--input={source.path}")
     assert run.returncode == 0, run.stderr
     check_dead_letters(run, source)
