@@ -32,7 +32,7 @@ from transforms.config import ParameterError
 from transforms.inference.batches import Batch, ModelFeed, ModelOutputs
 from transforms.inference.patterns import ENCODE_STAGE, RecordExamples, batched, encode
 from transforms.inference.predict import inference_spec
-from transforms.inference.prediction_logs import build_prediction_logs
+from transforms.inference.prediction_logs import serialized_prediction_logs
 from transforms.inference.signatures import serving_signature
 from transforms.pipeline import parse_arguments
 from transforms.reading.sources import ReadRecords, plan_input
@@ -84,7 +84,8 @@ class _ZeroPredictionLog:
     def __init__(self, model_dir: str):
         signature = serving_signature(model_dir, SIGNATURE)
         zeros = {alias: np.zeros((1, 1), np.float32) for alias in signature.output_aliases}
-        self._template = build_prediction_logs([b""], zeros, signature.inputs[0].alias, SIGNATURE)[0]
+        (template,) = serialized_prediction_logs([b""], zeros, signature.inputs[0].alias, SIGNATURE)
+        self._template = prediction_log_pb2.PredictionLog.FromString(template)
         self._template.predict_log.request.inputs[signature.inputs[0].alias].ClearField("string_val")
         self._input_alias = signature.inputs[0].alias
 

@@ -11,7 +11,7 @@ from tfx_bsl.public.beam.run_inference import CreateModelHandler
 
 from transforms.config import Batching
 from transforms.inference.predict import inference_spec
-from transforms.inference.prediction_logs import build_prediction_logs
+from transforms.inference.prediction_logs import serialized_prediction_logs
 
 DTYPES = [np.float32, np.float64, np.float16, np.int64, np.int32, np.int16, np.int8, np.uint8, np.bool_]
 
@@ -24,11 +24,9 @@ def handler(demo_models):
 def assert_same_logs(handler, serialized: list[bytes], outputs: dict[str, np.ndarray]) -> None:
     expected = handler._post_process(None, serialized, outputs)
     alias, signature = handler._io_tensor_spec.input_tensor_alias, handler._signatures[0].name
-    logs = build_prediction_logs(serialized, outputs, alias, signature)
-    # Compared as bytes: NaN outputs make equal messages compare unequal.
-    assert [log.SerializeToString(deterministic=True) for log in logs] == [
-        log.SerializeToString(deterministic=True) for log in expected
-    ]
+    logs = serialized_prediction_logs(serialized, outputs, alias, signature)
+    # Compared as bytes (NaN outputs make equal messages compare unequal), canonical: map entries sorted by key.
+    assert logs == [log.SerializeToString(deterministic=True) for log in expected]
 
 
 def test_the_shapes_and_dtypes_models_give(handler):
@@ -55,4 +53,4 @@ def test_any_numeric_output(handler, data, batch, dtype):
 
 def test_an_output_without_a_batch_dimension_is_refused(handler):
     with pytest.raises(ValueError, match="batch size 2"):
-        build_prediction_logs([b"a", b"b"], {"y": np.float32(1.0).reshape(())}, "examples", "serving_default")
+        serialized_prediction_logs([b"a", b"b"], {"y": np.float32(1.0).reshape(())}, "examples", "serving_default")

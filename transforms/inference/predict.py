@@ -19,7 +19,11 @@ from transforms.inference.model_cache import local_model_path, stage_model, stag
 from transforms.inference.model_refresh import SERVED, LoadedModel, Refresh, ServingModel, count_model_event
 from transforms.inference.named_tensors import NamedTensorModelHandler
 from transforms.inference.postprocess import check_batch_dimension
-from transforms.inference.prediction_logs import build_prediction_logs, build_tensor_prediction_logs, with_version
+from transforms.inference.prediction_logs import (
+    serialized_prediction_logs,
+    serialized_tensor_prediction_logs,
+    with_version,
+)
 from transforms.inference.signatures import EXAMPLES, NAMED_TENSORS, Signature
 
 INFERENCE_STAGE = "inference"
@@ -109,8 +113,8 @@ class SerializedPredictionLogs:
 
     For serialized Examples and named tensors the logs are those of tfx-bsl's predict handler and TF Serving
     (transforms/inference/prediction_logs.py), built once per batch without a `tf.make_tensor_proto` call per
-    example per output; classify and regress signatures keep tfx-bsl's own classify_log and regress_log.
-    They are serialized here, once: the sink writes them as they are.
+    example per output, and serialized as they are built; classify and regress signatures keep tfx-bsl's own
+    classify_log and regress_log. The sink writes them as they are.
     """
 
     def __init__(self, model_name: str, signature: Signature):
@@ -119,15 +123,16 @@ class SerializedPredictionLogs:
 
     def __call__(self, loaded: LoadedModel, inputs: Sequence[Any]) -> ModelOutputs:
         kind, name = self._signature.kind, self._signature.name
-        if kind in (EXAMPLES, NAMED_TENSORS):
+        if kind == NAMED_TENSORS:
             fed, outputs = _model_outputs(loaded, inputs)
-            if kind == NAMED_TENSORS:
-                logs = build_tensor_prediction_logs(fed, outputs, name, loaded.version)
-            else:
-                logs = build_prediction_logs(fed, outputs, self._signature.inputs[0].alias, name, loaded.version)
+            logs = serialized_tensor_prediction_logs(fed, outputs, name, loaded.version)
+        elif kind == EXAMPLES:
+            fed, outputs = _model_outputs(loaded, inputs)
+            logs = serialized_prediction_logs(fed, outputs, self._signature.inputs[0].alias, name, loaded.version)
         else:
-            logs = with_version(list(loaded.handler.run_inference(inputs, loaded.model)), loaded.version)
-        return ModelOutputs(self._model_name, loaded.version, {}, tuple(log.SerializeToString() for log in logs))
+            proto_logs = with_version(list(loaded.handler.run_inference(inputs, loaded.model)), loaded.version)
+            logs = [log.SerializeToString() for log in proto_logs]
+        return ModelOutputs(self._model_name, loaded.version, {}, tuple(logs))
 
 
 def engine(local_path: str, signature: Signature, batching: Batching) -> ModelHandler:

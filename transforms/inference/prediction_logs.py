@@ -1,10 +1,12 @@
-"""PredictionLogs exactly as tfx-bsl's predict handler builds them, at a fraction of the cost.
+"""PredictionLogs exactly as tfx-bsl's predict handler builds them, serialized a batch at a time.
 
-tfx-bsl calls `tf.make_tensor_proto` once per example per output, and that call (its type checks and
-conversions, done again for every example) was half of the predict pattern's time. The dtype, shape and
-encoding of an output are the same for every example of a batch, so they are worked out once per batch here,
-and each example's tensor is then filled in with TensorFlow's own append functions or its raw bytes, just as
-`make_tensor_proto` fills it. tests/test_prediction_logs.py checks the logs are equal to tfx-bsl's.
+tfx-bsl calls `tf.make_tensor_proto` once per example per output, and builds a PredictionLog message per example:
+that was most of the predict pattern's time. Here every log of a batch has the same structure: the same model
+spec, the same tensor names, dtypes and shapes, and (for fixed-width values) the same lengths. So each log's bytes
+are assembled from parts serialized once per batch and each example's own bytes (its Example, its slice of each
+output), in protobuf's canonical field order with map entries sorted by key, as `SerializeToString(deterministic
+=True)` writes them. tests/test_prediction_logs.py checks the bytes against tfx-bsl's logs for every dtype and
+shape.
 """
 
 from __future__ import annotations
@@ -13,29 +15,41 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_shape_pb2
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 from tensorflow.python.framework import tensor_util
-from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow_serving.apis import model_pb2, prediction_log_pb2
 
 _STRING = tf.string.as_datatype_enum
+_FLOAT = tf.float32.as_datatype_enum
+_DOUBLE = tf.float64.as_datatype_enum
+
+# Protobuf tags (field number << 3 | 2, length-delimited) of the fields framed here.
+_FIRST, _SECOND = 0x0A, 0x12  # map entry key and value; PredictRequest model_spec and inputs; PredictLog parts
+_TENSOR_CONTENT, _FLOAT_VAL, _DOUBLE_VAL, _STRING_VAL = 0x22, 0x2A, 0x32, 0x42  # TensorProto fields 4, 5, 6, 8
+_PREDICT_LOG = 0x32  # PredictionLog.predict_log, field 6
+
+_SMALL_VARINTS = [bytes((n,)) for n in range(0x80)]
 
 
-class _OutputEncoding:
-    """How one output's per-example tensor is written: dtype, shape [1, ...] and raw bytes or typed values."""
-
-    def __init__(self, values: np.ndarray):
-        dtype = tf.as_dtype(values.dtype)
-        self.dtype = dtype.as_datatype_enum
-        self.shape = tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in (1, *values.shape[1:])]
-        )
-        self.per_example = int(np.prod(values.shape[1:], dtype=np.int64))
-        self.as_bytes = dtype in tensor_util._TENSOR_CONTENT_TYPES and self.per_example > 1
-        self.append = None if self.as_bytes else tensor_util.GetNumpyAppendFn(values.dtype)
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _SMALL_VARINTS[value]
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
-def _check_batch_dimension(outputs: Mapping[str, np.ndarray], batch_size: int) -> None:
-    for alias, values in outputs.items():
+def _field(tag: int, payload: bytes) -> bytes:
+    """A length-delimited field: its tag, its length, its bytes."""
+    return _SMALL_VARINTS[tag] + _varint(len(payload)) + payload
+
+
+def _check_batch_dimension(tensors: Mapping[str, np.ndarray], batch_size: int) -> None:
+    """tfx-bsl's own check, with its message: every output has at least one dimension, the first the batch's."""
+    for alias, values in tensors.items():
         if values.ndim < 1 or values.shape[0] != batch_size:
             raise ValueError(
                 f"Expected output tensor {alias} to have at least one dimension, with the first having a size "
@@ -43,87 +57,103 @@ def _check_batch_dimension(outputs: Mapping[str, np.ndarray], batch_size: int) -
             )
 
 
-def build_prediction_logs(
+def _tensor_entries(alias: str, values: np.ndarray, batch_size: int) -> list[bytes]:
+    """Each example's map entry `alias -> TensorProto` (its slice, shape [1, ...]), serialized, as
+    `tf.make_tensor_proto` fills a tensor: raw `tensor_content` for several values of a numeric dtype, else the
+    dtype's typed values field."""
+    dtype = tf.as_dtype(values.dtype)
+    per_example = int(np.prod(values.shape[1:], dtype=np.int64))
+    rows = values.reshape(batch_size, per_example)
+    shape = tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in (1, *values.shape[1:])]
+    )
+    head = tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum, tensor_shape=shape)
+    key = _field(_FIRST, alias.encode("utf-8"))
+    if dtype in tensor_util._TENSOR_CONTENT_TYPES and per_example > 1:
+        tag, data = _TENSOR_CONTENT, np.ascontiguousarray(rows)
+    elif dtype.as_datatype_enum == _FLOAT and per_example == 1:
+        # make_tensor_proto appends Python floats to float_val: a float32 NaN goes through a double and back.
+        tag, data = _FLOAT_VAL, rows.astype(np.float64).astype("<f4")
+    elif dtype.as_datatype_enum == _DOUBLE and per_example == 1:
+        tag, data = _DOUBLE_VAL, rows.astype("<f8")
+    else:  # other dtypes (varint-encoded, text, empty) are filled by TensorFlow's own append functions
+        append = tensor_util.GetNumpyAppendFn(values.dtype)
+        entries = []
+        for row in rows:
+            tensor = tensor_pb2.TensorProto()
+            tensor.CopyFrom(head)
+            append(tensor, row)
+            entries.append(key + _field(_SECOND, tensor.SerializeToString()))
+        return entries
+    width = data.itemsize * per_example
+    value_head = _SMALL_VARINTS[tag] + _varint(width)
+    tensor_size = len(head.SerializeToString()) + len(value_head) + width
+    prefix = key + _SMALL_VARINTS[_SECOND] + _varint(tensor_size) + head.SerializeToString() + value_head
+    raw = data.tobytes()
+    return [prefix + raw[i * width : (i + 1) * width] for i in range(batch_size)]
+
+
+def _model_spec(signature_name: str, version: str | None) -> bytes:
+    spec = model_pb2.ModelSpec(signature_name=signature_name)
+    if version is not None:
+        spec.version.value = int(version)
+    return spec.SerializeToString()
+
+
+def _logs(request_parts: list[list[bytes]], outputs: Mapping[str, np.ndarray], signature_name: str, version) -> list:
+    """The serialized PredictionLogs of a batch, from each example's request inputs (map entries, sorted by key)."""
+    batch_size = len(request_parts[0])
+    _check_batch_dimension(outputs, batch_size)
+    request_spec = _field(_FIRST, _model_spec(signature_name, None))
+    response_spec = _field(_SECOND, _model_spec(signature_name, version))
+    responses = [
+        [_field(_FIRST, entry) for entry in _tensor_entries(alias, outputs[alias], batch_size)]
+        for alias in sorted(outputs)
+    ]
+    logs = []
+    for i in range(batch_size):
+        request = request_spec + b"".join(_field(_SECOND, entries[i]) for entries in request_parts)
+        response = b"".join(entries[i] for entries in responses) + response_spec
+        predict_log = _field(_FIRST, request) + _field(_SECOND, response)
+        logs.append(_field(_PREDICT_LOG, predict_log))
+    return logs
+
+
+def serialized_prediction_logs(
     serialized_examples: Sequence[bytes],
     outputs: Mapping[str, np.ndarray],
     input_tensor_alias: str,
     signature_name: str,
     version: str | None = None,
-) -> list[prediction_log_pb2.PredictionLog]:
-    """One PredictionLog per example: its request (the serialized Example) and its slice of every output.
+) -> list[bytes]:
+    """One serialized PredictionLog per example: its request (the serialized Example) and its slice of every output.
 
     `version`, the numbered model version that answered, goes in the response's model_spec.version, as TF
     Serving reports it; a model given as a plain SavedModel directory leaves it unset.
     """
-    batch_size = len(serialized_examples)
-    _check_batch_dimension(outputs, batch_size)
-    encodings = {alias: _OutputEncoding(values) for alias, values in outputs.items()}
-    rows = {alias: values.reshape(batch_size, encodings[alias].per_example) for alias, values in outputs.items()}
-    logs = []
-    for i, serialized_example in enumerate(serialized_examples):
-        log = prediction_log_pb2.PredictionLog()
-        predict_log = log.predict_log
-        request_input = predict_log.request.inputs[input_tensor_alias]
-        request_input.dtype = _STRING
-        request_input.tensor_shape.dim.add().size = 1
-        request_input.string_val.append(serialized_example)
-        predict_log.request.model_spec.signature_name = signature_name
-        predict_log.response.model_spec.signature_name = signature_name
-        if version is not None:
-            predict_log.response.model_spec.version.value = int(version)
-        for alias, encoding in encodings.items():
-            tensor = predict_log.response.outputs[alias]
-            tensor.dtype = encoding.dtype
-            tensor.tensor_shape.CopyFrom(encoding.shape)
-            if encoding.as_bytes:
-                tensor.tensor_content = rows[alias][i].tobytes()
-            else:
-                encoding.append(tensor, rows[alias][i])
-        logs.append(log)
-    return logs
+    tensor_head = tensor_pb2.TensorProto(
+        dtype=_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]),
+    ).SerializeToString()
+    key = _field(_FIRST, input_tensor_alias.encode("utf-8"))
+    inputs = [key + _field(_SECOND, tensor_head + _field(_STRING_VAL, example)) for example in serialized_examples]
+    if not inputs:
+        return []
+    return _logs([inputs], outputs, signature_name, version)
 
 
-def _fill(tensor, encoding: _OutputEncoding, row: np.ndarray) -> None:
-    tensor.dtype = encoding.dtype
-    tensor.tensor_shape.CopyFrom(encoding.shape)
-    if encoding.as_bytes:
-        tensor.tensor_content = row.tobytes()
-    else:
-        encoding.append(tensor, row)
-
-
-def build_tensor_prediction_logs(
+def serialized_tensor_prediction_logs(
     inputs: Mapping[str, np.ndarray],
     outputs: Mapping[str, np.ndarray],
     signature_name: str,
     version: str | None = None,
-) -> list[prediction_log_pb2.PredictionLog]:
-    """One PredictionLog per record of a named-tensor model: its inputs in the request, as TF Serving logs them.
-
-    `version` goes in the response's model_spec.version, as in `build_prediction_logs`.
+) -> list[bytes]:
+    """One serialized PredictionLog per record of a named-tensor model: its inputs in the request, as TF Serving
+    logs them. `version` goes in the response's model_spec.version, as in `serialized_prediction_logs`.
     """
     batch_size = len(next(iter(inputs.values())))
-    _check_batch_dimension(outputs, batch_size)
-    tensors = {"request": inputs, "response": outputs}
-    encodings = {part: {alias: _OutputEncoding(v) for alias, v in arrays.items()} for part, arrays in tensors.items()}
-    rows = {
-        part: {alias: v.reshape(batch_size, encodings[part][alias].per_example) for alias, v in arrays.items()}
-        for part, arrays in tensors.items()
-    }
-    logs = []
-    for i in range(batch_size):
-        log = prediction_log_pb2.PredictionLog()
-        predict_log = log.predict_log
-        predict_log.request.model_spec.signature_name = signature_name
-        predict_log.response.model_spec.signature_name = signature_name
-        if version is not None:
-            predict_log.response.model_spec.version.value = int(version)
-        for alias, encoding in encodings["request"].items():
-            _fill(predict_log.request.inputs[alias], encoding, rows["request"][alias][i])
-        for alias, encoding in encodings["response"].items():
-            _fill(predict_log.response.outputs[alias], encoding, rows["response"][alias][i])
-        logs.append(log)
-    return logs
+    request_parts = [_tensor_entries(alias, inputs[alias], batch_size) for alias in sorted(inputs)]
+    return _logs(request_parts, outputs, signature_name, version)
 
 
 def with_version(
