@@ -484,7 +484,7 @@ def targets(results: dict, streaming: dict) -> list[dict]:
                     "value": peak,
                     "goal": goal["median"],
                     "met": memory_verdict(peak, goal),
-                    "digits": 0,
+                    "digits": 1,  # as VmHWM is reported, and as the goal shows
                 }
             )
     if "postprocess toy, 2 worker processes" in results:
