@@ -47,8 +47,9 @@ MAIN = str(ROOT / "main.py")
 # Imported before a variant's clock starts: TensorFlow, Beam, tfx-bsl and the project (main.py imports them all).
 PRELOAD = ("transforms.pipeline",)
 # The data path when issue 15 was filed (its results: results/20261127T190451.json, results/latest.md). Its goals
-# are against that code, so it runs beside today's, extracted from the project's own history.
-BEFORE_ISSUE_15 = "dc535e6"
+# are against that code, so it runs beside today's, extracted from the project's own history. In full, as a short
+# hash can grow ambiguous as the history does.
+BEFORE_ISSUE_15 = "dc535e6485eb88f862a9eb9f2cf9d5970e3bde29"
 
 
 class MissingHistory(Exception):
@@ -300,7 +301,7 @@ def run(records: int, repeats: int, folder: Path, only: re.Pattern | None = None
     models = folder / "models"
     toy_models = [models / f"multiply_by_{factor}" for factor in FACTORS]
     heavy, heavy_named = models / "heavy_mlp", models / "heavy_mlp_named"
-    before = folder / f"project-{BEFORE_ISSUE_15}"
+    before = folder / f"project-{BEFORE_ISSUE_15[:7]}"
     plan = [v for v in variants(toy_models, heavy, heavy_named, before) if only is None or only.search(v.name)]
     if not plan:
         raise ValueError(f"--only={only.pattern} matches no variant")
