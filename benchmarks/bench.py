@@ -1,7 +1,8 @@
 """`make bench`: every pattern of this project against the model's own limit, the data path with no model (the
 floor), the naive per-element DoFn and the seed post's own pipeline, on the toy x5 model (overhead-bound) and a
-heavy MLP (compute-bound); 1 vs 2 worker processes; each variant's peak memory and model loads; streaming
-latency at a fixed message rate through the Pub/Sub emulator. One run writes results/<time>.json,
+heavy MLP (compute-bound); the toy patterns as the code was before issue 15 (an older commit's main.py, run
+beside today's); 1 vs 2 worker processes; each variant's peak memory and model loads; streaming latency at a
+fixed message rate through the Pub/Sub emulator. One run writes results/<time>.json,
 results/latest.md and results/latest.png.
 
 Every variant runs in a fresh process on two input sizes, and its steady-state rate is the extra records over
@@ -15,6 +16,7 @@ range over the repeats.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -22,6 +24,8 @@ import platform
 import re
 import shutil
 import statistics
+import subprocess
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +46,14 @@ BASELINES = str(ROOT / "benchmarks" / "baselines.py")
 MAIN = str(ROOT / "main.py")
 # Imported before a variant's clock starts: TensorFlow, Beam, tfx-bsl and the project (main.py imports them all).
 PRELOAD = ("transforms.pipeline",)
+# The data path when issue 15 was filed (its results: results/20261127T190451.json, results/latest.md). Its goals
+# are against that code, so it runs beside today's, extracted from the project's own history. In full, as a short
+# hash can grow ambiguous as the history does.
+BEFORE_ISSUE_15 = "dc535e6485eb88f862a9eb9f2cf9d5970e3bde29"
+
+
+class MissingHistory(Exception):
+    """The project's git history cannot give the commit a reference variant runs."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +93,8 @@ class Variant:
     name: str
     workload: str  # "toy", "heavy" or "heavy JSON Lines" (a key of sizes_for)
     command: Callable[[Path, Path], tuple[str, ...]]
-    reference: bool  # a reference point (raw, floor, naive, seed), not one of the patterns
+    reference: bool  # a reference point (raw, floor, naive, seed, before issue 15), not one of the patterns
+    tree: Path | None = None  # the copy of the project its process imports, when not this checkout
 
     @property
     def steady_clock(self) -> str:
@@ -110,15 +123,18 @@ def baseline(kind: str, model: Path, *extra: str) -> Callable[[Path, Path], tupl
     )
 
 
-def pattern(name: str, models: Sequence[Path], *extra: str) -> Callable[[Path, Path], tuple[str, ...]]:
+def pattern(
+    name: str, models: Sequence[Path], *extra: str, main: str = MAIN
+) -> Callable[[Path, Path], tuple[str, ...]]:
     uris = ",".join(str(m) for m in models)
     return lambda source, output: (
-        *(MAIN, f"--pattern={name}", f"--model_uris={uris}", f"--input={source}", f"--output={output}"),
+        *(main, f"--pattern={name}", f"--model_uris={uris}", f"--input={source}", f"--output={output}"),
         *extra,
     )
 
 
-def variants(toy_models: Sequence[Path], heavy: Path, heavy_named: Path) -> list[Variant]:
+def variants(toy_models: Sequence[Path], heavy: Path, heavy_named: Path, before: Path) -> list[Variant]:
+    """Every variant; `before` is where the project as of BEFORE_ISSUE_15 is (to be) extracted."""
     toy = toy_models[0]
     processes = ("--direct_running_mode=multi_processing", "--direct_num_workers={}")
     return [
@@ -129,6 +145,17 @@ def variants(toy_models: Sequence[Path], heavy: Path, heavy_named: Path) -> list
         Variant("seed post's pipeline toy", "toy", baseline("seed", toy), True),
         *(
             Variant(f"{p} toy", "toy", pattern(p, toy_models if p.startswith("multi") else [toy]), False)
+            for p in PATTERNS
+        ),
+        # The same runs on the code issue 15 started from: its main.py takes every argument passed here.
+        *(
+            Variant(
+                f"{p} toy, before issue 15",
+                "toy",
+                pattern(p, toy_models if p.startswith("multi") else [toy], main=str(before / "main.py")),
+                True,
+                before,
+            )
             for p in PATTERNS
         ),
         *(
@@ -198,7 +225,7 @@ def parse_run(process: ProcessRun, expected: int) -> Run:
 
 
 def run_once(variant: Variant, source: Path, output: Path, expected: int) -> Run:
-    process = measure(*variant.command(source, output), preload=PRELOAD)
+    process = measure(*variant.command(source, output), preload=PRELOAD, tree=variant.tree)
     shutil.rmtree(output.parent, ignore_errors=True)  # the heavy rows are large; nothing reads them again
     return parse_run(process, expected)
 
@@ -236,17 +263,54 @@ def summarize_variant(variant: Variant, pairs: Sequence[tuple[Run, Run]]) -> dic
     }
 
 
-def run(records: int, repeats: int, folder: Path, only: re.Pattern | None = None) -> dict:
-    from tools.demo import build_models
+def extract_commit(commit: str, into: Path, repository: Path = ROOT) -> Path:
+    """The project's files as of `commit` (`git archive` of the repository's own history), written into `into`."""
+    try:
+        inside = subprocess.run(
+            ["git", "-C", str(repository), "rev-parse", "--is-shallow-repository"], capture_output=True, text=True
+        )
+    except FileNotFoundError:
+        raise MissingHistory(
+            f"the variants before issue 15 run commit {commit} from git, which is not installed"
+        ) from None
+    if inside.returncode != 0:
+        raise MissingHistory(
+            f"the variants before issue 15 run commit {commit} from the project's git history, but {repository} "
+            f"is not a git clone ({inside.stderr.strip()}); clone the repository, or leave them out with --only"
+        )
+    found = subprocess.run(
+        ["git", "-C", str(repository), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True, text=True
+    )
+    if found.returncode != 0:
+        remedy = "`git fetch --unshallow`" if inside.stdout.strip() == "true" else "`git fetch` the project's history"
+        raise MissingHistory(
+            f"commit {commit}, the code before issue 15, is not in the clone at {repository}"
+            + (" (a shallow clone)" if inside.stdout.strip() == "true" else "")
+            + f": {remedy}, or leave the variants before issue 15 out with --only"
+        )
+    archive = subprocess.run(["git", "-C", str(repository), "archive", commit], capture_output=True, check=True)
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as files:
+        files.extractall(into, filter="data")
+    return into
 
-    toy_models = [path for path in build_models(folder / "models") if path.name.startswith("multiply_by_")]
-    heavy, heavy_named = folder / "models" / "heavy_mlp", folder / "models" / "heavy_mlp_named"
+
+def run(records: int, repeats: int, folder: Path, only: re.Pattern | None = None) -> dict:
+    from tools.demo import FACTORS, build_models
+
+    models = folder / "models"
+    toy_models = [models / f"multiply_by_{factor}" for factor in FACTORS]
+    heavy, heavy_named = models / "heavy_mlp", models / "heavy_mlp_named"
+    before = folder / f"project-{BEFORE_ISSUE_15[:7]}"
+    plan = [v for v in variants(toy_models, heavy, heavy_named, before) if only is None or only.search(v.name)]
+    if not plan:
+        raise ValueError(f"--only={only.pattern} matches no variant")
+    if any(v.tree == before for v in plan):  # first: a missing commit is said before minutes of building
+        extract_commit(BEFORE_ISSUE_15, before)
+    build_models(models)
     heavy_model(heavy, heavy_named)
     sizes = sizes_for(records)
     inputs = write_inputs(folder, sizes)
-    plan = [v for v in variants(toy_models, heavy, heavy_named) if only is None or only.search(v.name)]
-    if not plan:
-        raise ValueError(f"--only={only.pattern} matches no variant")
     pairs: dict[str, list[tuple[Run, Run]]] = {v.name: [] for v in plan}
     for repeat in range(repeats):
         for variant in plan:
@@ -344,8 +408,20 @@ def verdict(figure: dict, goal: float, at_most: bool = False) -> str:
     return "no" if high < goal else "within noise"
 
 
+def memory_verdict(peak: dict, before: dict) -> str:
+    """yes when the median peak is no higher than before's; "within noise" when it is higher by no more than the
+    repeats moved (the wider min-max range of the two); no when higher by more. With one repeat there is no
+    range, and any excess is a no."""
+    excess = peak["median"] - before["median"]
+    noise = max(peak["max"] - peak["min"], before["max"] - before["min"])
+    if excess <= 0:
+        return "yes"
+    return "within noise" if excess <= noise else "no"
+
+
 def targets(results: dict, streaming: dict) -> list[dict]:
-    """The goals of issues 14, 15 and 16 on steady-state rates, each ratio taken repeat by repeat.
+    """The goals of issues 14, 15 and 16 on steady-state rates, each ratio taken repeat by repeat, and issue 15's
+    on peak memory (see memory_verdict).
 
     A goal whose variants were left out of the run (`--only`) is left out too.
     """
@@ -384,6 +460,7 @@ def targets(results: dict, streaming: dict) -> list[dict]:
             1.7,
         ),
     ]
+    ratios += [(f"{p} toy >= 5x before issue 15", f"{p} toy", f"{p} toy, before issue 15", 5.0) for p in PATTERNS]
     report = []
     for target, numerator, denominator, goal in ratios:
         if numerator in results and denominator in results:
@@ -396,6 +473,19 @@ def targets(results: dict, streaming: dict) -> list[dict]:
                     "met": verdict(value, goal),
                     "digits": 2,
                     "cpu_value": ratio(results, numerator, denominator, "steady_cpu_rate"),
+                }
+            )
+    for p in PATTERNS:
+        variant, before = f"{p} toy", f"{p} toy, before issue 15"
+        if variant in results and before in results:
+            peak, goal = results[variant]["peak_mb"], results[before]["peak_mb"]
+            report.append(
+                {
+                    "target": f"{p} toy peak memory <= before issue 15 (MB)",
+                    "value": peak,
+                    "goal": goal["median"],
+                    "met": memory_verdict(peak, goal),
+                    "digits": 1,  # as VmHWM is reported, and as the goal shows
                 }
             )
     if "postprocess toy, 2 worker processes" in results:
@@ -473,7 +563,9 @@ def markdown(report: dict) -> str:
         "",
         "Targets on steady-state rates, each ratio taken repeat by repeat: **yes** when every repeat meets it, "
         "**no** when none does, *within noise* when the repeats disagree. The same ratio per CPU-second is "
-        "shown beside it, not judged: on a busy machine it is the steadier of the two.",
+        "shown beside it, not judged: on a busy machine it is the steadier of the two. Peak memory: the variant's "
+        "median MB against the median before issue 15 (the goal); **yes** when no higher, *within noise* when "
+        "higher by no more than the wider min-max range of the two, **no** when higher by more.",
         "",
         "| target | value | goal | met | per CPU-second |",
         "| --- | ---: | ---: | :---: | ---: |",
@@ -544,7 +636,10 @@ def main() -> None:
         parser.error("the streaming part needs the Pub/Sub emulator; install:\n  " + "\n  ".join(missing))
     load_before = _load_average()
     with tempfile.TemporaryDirectory() as folder:
-        results = run(args.records, args.repeats, Path(folder), args.only)
+        try:
+            results = run(args.records, args.repeats, Path(folder), args.only)
+        except MissingHistory as missing_history:
+            parser.error(str(missing_history))
         toy = Path(folder) / "models" / "multiply_by_5"
         streaming = streaming_latency(toy, args.stream_rate, args.stream_seconds)
         large = large_file(toy, args.large_file_mb, Path(folder)) if args.large_file_mb else None

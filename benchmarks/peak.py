@@ -118,16 +118,28 @@ class _Sampler(threading.Thread):
         self.join()
 
 
-def measure(script: str, *args: str, preload: tuple[str, ...] = ()) -> ProcessRun:
-    """Run `script` ARGS in a fresh Python process under this module, timing it and sampling its memory."""
+def measure(script: str, *args: str, preload: tuple[str, ...] = (), tree: Path | None = None) -> ProcessRun:
+    """Run `script` ARGS in a fresh Python process under this module, timing it and sampling its memory.
+
+    `tree`: another copy of the project (an older commit's) whose packages the process imports instead of this
+    checkout's. It goes first on PYTHONPATH, ahead of the editable install (a finder consulted after sys.path),
+    and this module runs by its file with -P, as `-m` would put the working directory, and `python SCRIPT` the
+    script's folder, ahead of PYTHONPATH.
+    """
     preloading = [f"--preload={','.join(preload)}"] if preload else []
+    if tree is None:
+        command, cwd, env = [sys.executable, "-m", "benchmarks.peak"], ROOT, None
+    else:
+        command, cwd = [sys.executable, "-P", str(Path(__file__).resolve())], tree
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.peak", *preloading, script, *args],
+        [*command, *preloading, script, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
+        cwd=cwd,
+        env=env,
     )
     sampler = _Sampler(process.pid)
     sampler.start()

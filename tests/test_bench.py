@@ -14,7 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench import Run, parse_run, ratio, spread, steady_rate, verdict
+from benchmarks.bench import (
+    BEFORE_ISSUE_15,
+    MissingHistory,
+    Run,
+    extract_commit,
+    parse_run,
+    ratio,
+    spread,
+    steady_rate,
+    targets,
+    verdict,
+)
 from benchmarks.peak import ProcessRun, measure, status_mb
 from transforms.summary import ModelMetrics, RunSummary, summary_table
 
@@ -99,6 +110,93 @@ def test_ratios_are_taken_repeat_by_repeat():
         "floor toy": {"steady_rate": spread([1_000.0, 1_000.0, 1_000.0])},
     }
     assert ratio(results, "postprocess toy", "floor toy")["runs"] == [0.9, 1.2, None]
+
+
+def _toy(rates: list[float | None], peaks: list[float]) -> dict:
+    return {
+        "steady_rate": spread(rates),
+        "steady_cpu_rate": spread([r / 2 if r else None for r in rates]),
+        "peak_mb": spread(peaks),
+    }
+
+
+STREAMING = {"published": 40, "received": 40, "rate": 20, "seconds": 2, "p99_ms": 120.0}
+
+
+def test_issue_15_s_goals_are_judged_against_the_code_before_it():
+    results = {
+        # 5x met in both repeats; memory 2 MB lower.
+        "postprocess toy": _toy([90_000.0, 100_000.0], [790.0, 790.0]),
+        "postprocess toy, before issue 15": _toy([17_000.0, 18_000.0], [792.0, 792.0]),
+        # 5x in one repeat only; memory under 1 MB higher, while the reference's repeats moved by 3.
+        "keyed toy": _toy([80_000.0, 95_000.0], [793.0, 793.5]),
+        "keyed toy, before issue 15": _toy([17_000.0, 18_000.0], [791.0, 794.0]),
+        # 3x; memory 40 MB higher, far beyond the repeats' range.
+        "predict toy": _toy([45_000.0, 48_000.0], [832.0, 834.0]),
+        "predict toy, before issue 15": _toy([15_000.0, 16_000.0], [792.0, 793.0]),
+        # No reference ran (--only left it out): neither of its goals is judged.
+        "multi_parallel toy": _toy([60_000.0, 60_000.0], [800.0, 800.0]),
+    }
+    report = {t["target"]: t for t in targets(results, STREAMING)}
+    judged = {name: t["met"] for name, t in report.items() if "before issue 15" in name}
+    assert judged == {
+        "predict toy >= 5x before issue 15": "no",
+        "postprocess toy >= 5x before issue 15": "yes",
+        "keyed toy >= 5x before issue 15": "within noise",
+        "predict toy peak memory <= before issue 15 (MB)": "no",
+        "postprocess toy peak memory <= before issue 15 (MB)": "yes",
+        "keyed toy peak memory <= before issue 15 (MB)": "within noise",
+    }
+    speed_up = report["postprocess toy >= 5x before issue 15"]
+    assert speed_up["value"]["runs"] == pytest.approx([90_000 / 17_000, 100_000 / 18_000])
+    assert speed_up["goal"] == 5.0
+    assert speed_up["cpu_value"]["runs"] == pytest.approx([90_000 / 17_000, 100_000 / 18_000])
+    memory = report["predict toy peak memory <= before issue 15 (MB)"]
+    assert (memory["value"]["median"], memory["goal"]) == (833.0, 792.5)
+
+
+def test_one_repeat_has_no_range_so_any_extra_memory_is_a_no():
+    results = {
+        "postprocess toy": _toy([90_000.0], [792.5]),
+        "postprocess toy, before issue 15": _toy([18_000.0], [792.0]),
+    }
+    report = {t["target"]: t["met"] for t in targets(results, STREAMING)}
+    assert report["postprocess toy peak memory <= before issue 15 (MB)"] == "no"
+    assert report["postprocess toy >= 5x before issue 15"] == "yes"
+
+
+def test_the_code_before_issue_15_is_the_commit_s_own_files(tmp_path):
+    tree = extract_commit(BEFORE_ISSUE_15, tmp_path / "before")
+    # The flat transforms/ of that time, before the stage folders.
+    assert (tree / "main.py").is_file() and (tree / "transforms" / "records.py").is_file()
+    assert not (tree / "transforms" / "reading").exists()
+
+
+def test_a_clone_without_the_commit_is_refused_with_the_way_to_fetch_it(tmp_path):
+    with pytest.raises(MissingHistory, match=r"not a git clone"):
+        extract_commit(BEFORE_ISSUE_15, tmp_path / "before", repository=tmp_path)
+    shallow = tmp_path / "shallow"
+    subprocess.run(
+        ["git", "clone", "--quiet", "--depth=1", f"file://{ROOT}", str(shallow)], check=True, capture_output=True
+    )
+    with pytest.raises(MissingHistory, match=rf"commit {BEFORE_ISSUE_15}.*a shallow clone.*git fetch --unshallow"):
+        extract_commit(BEFORE_ISSUE_15, tmp_path / "before", repository=shallow)
+    with pytest.raises(MissingHistory, match=r"commit 0123456789ab.*is not in the clone.*`git fetch`"):
+        extract_commit("0123456789ab", tmp_path / "before")
+    assert not (tmp_path / "before").exists()
+
+
+def test_a_variant_of_another_tree_imports_that_tree_s_packages(tmp_path):
+    """The older commit's transforms, not this checkout's (on sys.path through the working directory of `-m`
+    and through the editable install)."""
+    tree = tmp_path / "old"
+    (tree / "transforms").mkdir(parents=True)
+    (tree / "transforms" / "__init__.py").write_text("")
+    (tree / "transforms" / "pipeline.py").write_text("LOADED_FROM = __file__\n")
+    script = tree / "main.py"
+    script.write_text("import transforms.pipeline\nprint('pipeline from', transforms.pipeline.LOADED_FROM)\n")
+    run = measure(str(script), preload=("transforms.pipeline",), tree=tree)
+    assert f"pipeline from {tree / 'transforms' / 'pipeline.py'}" in run.stdout
 
 
 def _process(records: int, rows: int, dead: int, loads: tuple[int, ...]) -> ProcessRun:
