@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from tensorflow.core.example import example_pb2
 
-from transforms.records.examples import decode_example, encode_example
+from transforms.records.examples import decode_example, encode_example, with_feature
 
 float32s = st.floats(width=32, allow_nan=False, allow_infinity=False)
 values = st.one_of(
@@ -56,3 +58,21 @@ def test_each_python_kind_becomes_its_example_feature_kind():
         "v": "float_list",
     }
     assert example.features.feature["raw"].bytes_list.value == [b"\xff\x03"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.int64])
+@pytest.mark.parametrize("name", ["x", "chained"])
+def test_a_column_set_in_a_batch_of_examples_is_the_feature_each_would_get_alone(dtype, name):
+    rows = (np.arange(15).reshape(5, 3) * 1.5 - 4).astype(dtype)
+    features = [{"x": float(i), "s": "abc" * (i + 1), "ids": [i, i + 1]} for i in range(5)]
+    examples = with_feature([encode_example(f) for f in features], name, rows)
+    for example, alone, row in zip(examples, features, rows, strict=True):
+        assert decode_example(example) == decode_example(encode_example({**alone, name: row.tolist()}))
+
+
+def test_a_column_tfx_bsl_cannot_set_is_refused_so_each_record_is_built_alone():
+    examples = [encode_example({"x": 1.0}), encode_example({"x": 2})]  # x a float, then an int
+    with pytest.raises(ValueError, match="do not decode together"):
+        with_feature(examples, "y", np.ones((2, 1), np.float32))
+    with pytest.raises(ValueError, match="float64"):
+        with_feature(examples[:1], "y", np.ones((1, 1)))

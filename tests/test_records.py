@@ -166,7 +166,11 @@ def test_a_batch_of_examples_is_parsed_in_columns_exactly_as_each_alone():
     no_kind = example_pb2.Example()
     no_kind.features.feature["x"].CopyFrom(feature_pb2.Feature())
     no_kind.features.feature["y"].float_list.value.append(2.0)
-    raws = [encode_example({"key": f"k{i}", "x": float(i), "ids": [1, 2], "s": "é", "b": b"\xff"}) for i in range(5)]
+    vector = [0.1, -2.5, 1e-30]  # a vector feature: every record's list of one length, converted by NumPy
+    raws = [
+        encode_example({"key": f"k{i}", "x": float(i), "ids": [1, 2], "v": vector, "s": "é", "b": b"\xff"})
+        for i in range(5)
+    ]
     raws += [
         b"not an example \xff",
         encode_example({"x": 1.0, "ids": [3], "s": "t", "b": b"a"}),

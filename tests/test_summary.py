@@ -24,7 +24,7 @@ class LosesOneRecord(beam.PTransform):
         results, dead_letters = records | "Pattern" >> self._pattern
         lost_key = self._lost_key
         kept = results | "Lose" >> beam.Map(
-            lambda batch: [pending for pending in batch if pending.record.key != lost_key]
+            lambda batch: batch.take([i for i, record in enumerate(batch.records) if record.key != lost_key])
         )
         return kept, dead_letters
 

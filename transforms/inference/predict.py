@@ -190,7 +190,7 @@ class BatchModelHandler(_DelegatingModelHandler):
     def run_inference(self, feed: ModelFeed, model: ServingModel, inference_args=None) -> list[ModelAnswer]:
         loaded = model.current()
         parts, failures = isolated(lambda inputs: self._answer(loaded, inputs), feed.inputs)
-        count_model_event(loaded.spec, SERVED, len(feed))
+        count_model_event(loaded.spec, SERVED, len(feed) - len(failures))
         return [ModelAnswer(feed.batch, joined(parts), tuple(failures))]
 
     def get_num_bytes(self, feed: ModelFeed) -> int:

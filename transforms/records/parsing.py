@@ -225,9 +225,13 @@ def _column_values(column: pa.Array) -> list[FeatureValue]:
     list per record; only a multi-valued column pays a list per record.
     """
     lengths = pc.list_value_length(column)
-    if pc.min(lengths).as_py() == 1 and pc.max(lengths).as_py() == 1:
-        flat = column.flatten()
+    shortest, longest = pc.min(lengths).as_py(), pc.max(lengths).as_py()
+    flat = column.flatten()
+    if shortest == longest == 1:
         return _texts_if_utf8(flat) if pa.types.is_large_binary(flat.type) else flat.to_pylist()
+    if shortest == longest and shortest > 1 and not pa.types.is_large_binary(flat.type):
+        # A numeric column of one length (a vector feature): NumPy makes the lists, twice as fast as Arrow.
+        return flat.to_numpy().reshape(len(column), shortest).tolist()
     return [_feature_value(values) for values in column.to_pylist()]
 
 
