@@ -8,10 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import ParseError
-
 from transforms.parameters import BIGQUERY_IDENTIFIERS, FEATURE_TYPES
 from transforms.progress import ProgressCounts
 
@@ -168,6 +164,11 @@ def check_select_query(query: str) -> None:
     A prefix regex would pass `SELECT 1; DELETE FROM t WHERE true`, a script BigQuery runs whole: the query is
     parsed as GoogleSQL instead, so comments, quoted `;` and WITH clauses are read as BigQuery reads them.
     """
+    # Imported here: sqlglot holds 8 MB of every worker's memory, and only a job given --input_query needs it.
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
     try:
         statements = [s for s in sqlglot.parse(query, read="bigquery") if s is not None]
     except ParseError as error:
