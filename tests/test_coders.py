@@ -8,7 +8,7 @@ from apache_beam import typehints
 
 from transforms.inference.batches import Batch, ModelAnswer, ModelFeed, ModelOutputs
 from transforms.inference.coders import BatchCoder, ModelAnswerCoder, ModelFeedCoder
-from transforms.records.coders import RECORD_BATCH, RecordCoder
+from transforms.records.coders import RecordBatch, RecordBatchCoder, RecordCoder
 from transforms.records.parsing import Record
 from transforms.writing.sinks import Encoded, EncodedCoder
 
@@ -18,19 +18,21 @@ RECORDS = [
 ]
 
 
-def test_a_batch_of_records_is_a_list_coded_record_by_record_and_back_unchanged():
-    coder = beam.coders.registry.get_coder(RECORD_BATCH)
-    assert coder == beam.coders.ListCoder(RecordCoder())
-    decoded = coder.decode(coder.encode(RECORDS))
-    assert decoded == RECORDS and all(type(record) is Record for record in decoded)
+def test_a_batch_of_records_is_a_list_coded_and_back_unchanged():
+    coder = beam.coders.registry.get_coder(RecordBatch)
+    assert isinstance(coder, RecordBatchCoder)
+    decoded = coder.decode(coder.encode(RecordBatch(RECORDS)))
+    assert decoded == RECORDS and type(decoded) is RecordBatch and all(type(record) is Record for record in decoded)
 
 
 def test_the_size_of_a_sampled_batch_is_its_records_estimates_not_their_pickles():
-    impl = beam.coders.registry.get_coder(RECORD_BATCH).get_impl()
-    size, observables = impl.get_estimated_size_and_observables(RECORDS)
+    impl = beam.coders.registry.get_coder(RecordBatch).get_impl()
+    size, observables = impl.get_estimated_size_and_observables(RecordBatch(RECORDS))
     record_sizes = [2 * len(r.raw) + len(r.model_input or b"") + len(r.id) + len(r.source) for r in RECORDS]
-    # 4 bytes of list length, and a byte of length prefix for each record (its size under 128 bytes)
-    assert size == 4 + sum(size + 1 for size in record_sizes) and not observables
+    assert size == sum(record_sizes) and not observables
+    # A batch larger than the sample is sized from 8 of its records, evenly spread, scaled to all of them.
+    large = RecordBatch([RECORDS[0]] * 300)
+    assert impl.get_estimated_size_and_observables(large)[0] == 300 * record_sizes[0]
 
 
 def test_a_batch_of_encoded_rows_round_trips_and_is_sized_by_its_payloads():
@@ -45,8 +47,8 @@ def test_a_batch_of_encoded_rows_round_trips_and_is_sized_by_its_payloads():
 def test_text_utf8_cannot_hold_survives_encoding():
     """A JSON \\udc00 escape reads as a lone surrogate; the record must still cross a stage boundary intact."""
     record = Record("id", "\udc00", {"s": "\ud800"}, b'{"key": "\\udc00"}', "in.jsonl")
-    coder = beam.coders.registry.get_coder(RECORD_BATCH)
-    assert coder.decode(coder.encode([record])) == [record]
+    coder = beam.coders.registry.get_coder(RecordBatch)
+    assert coder.decode(coder.encode(RecordBatch([record]))) == [record]
 
 
 def test_a_batch_on_its_way_through_the_models_round_trips_and_is_sized_by_its_lengths_and_arrays():

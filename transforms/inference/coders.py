@@ -1,7 +1,8 @@
 """Beam's coders for the batches on their way through the models: sized from their lengths, never pickled to be.
 
 As for Records (transforms/records/coders.py): a batch is one element, and Beam's element-size sampling pickles
-whatever its coder cannot size, a whole batch of records each time it samples one. These coders sum lengths.
+whatever its coder cannot size, a whole batch of records each time it samples one. These coders sum lengths, of
+a few records of a batch (`sampled_size`): summing every record's cost a tenth of the pipeline's time.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import apache_beam as beam
 
 from transforms.inference.batches import Batch, ModelAnswer, ModelFeed, ModelOutputs
-from transforms.records.coders import RecordCoder, SizedPickleCoder
+from transforms.records.coders import RecordCoder, SizedPickleCoder, sampled_size
 
 _RECORD = RecordCoder()
 
@@ -17,7 +18,7 @@ _RECORD = RecordCoder()
 def _outputs_size(outputs: ModelOutputs | None) -> int:
     if outputs is None:
         return 0
-    return sum(values.nbytes for values in outputs.arrays.values()) + sum(map(len, outputs.logs or ()))
+    return sum(values.nbytes for values in outputs.arrays.values()) + sampled_size(outputs.logs or (), len)
 
 
 def _input_size(value) -> int:
@@ -28,8 +29,8 @@ def _input_size(value) -> int:
 
 def batch_size_estimate(batch: Batch) -> int:
     """Its records' estimates, its outputs' bytes, and its Examples."""
-    records = sum(_RECORD.estimate_size(record) for record in batch.records)
-    examples = sum(map(len, batch.examples)) if batch.examples else 0
+    records = sampled_size(batch.records, _RECORD.estimate_size)
+    examples = sampled_size(batch.examples or (), len)
     return records + examples + sum(_outputs_size(outputs) for outputs in batch.outputs)
 
 
@@ -43,9 +44,7 @@ class BatchCoder(SizedPickleCoder):
 
 class ModelFeedCoder(SizedPickleCoder):
     def estimate_size(self, feed: ModelFeed) -> int:
-        first = feed.inputs[0] if feed.inputs else b""
-        inputs = sum(map(len, feed.inputs)) if isinstance(first, bytes) else len(feed.inputs) * _input_size(first)
-        return batch_size_estimate(feed.batch) + inputs
+        return batch_size_estimate(feed.batch) + sampled_size(feed.inputs, _input_size)
 
     def to_type_hint(self):
         return ModelFeed

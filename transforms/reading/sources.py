@@ -18,7 +18,7 @@ from transforms.dead_letters import dead_letter
 from transforms.reading.bigquery import ReadBigQueryRows
 from transforms.reading.file_ranges import RANGE_BYTES, FileRangesOf, ReadFileRanges, csv_header, format_of
 from transforms.reading.file_records import UnreadableFile
-from transforms.records.coders import RECORD_BATCH
+from transforms.records.coders import RecordBatch
 from transforms.records.parsing import Parsed, Record, RecordError, parse_fields, parse_record, parse_tfrecords
 from transforms.worker_memory import freeze_startup_objects
 from transforms.writing.rows import row_json
@@ -184,7 +184,7 @@ class _ParseRecords(beam.DoFn):
                 letter = dead_letter(PARSE_STAGE, error, raw.data, raw.source, key=key, record_id=raw.id)
                 yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
         if records:
-            yield records
+            yield RecordBatch(records)
 
     def _record(self, raw: RawRecord, parsed: Parsed | RecordError | None, record_id: str) -> Record:
         """The Record of one raw record, given what the batch's parse made of it (None: parse it now)."""
@@ -224,7 +224,7 @@ def parse(
     header: tuple[str, ...] = (),
 ) -> tuple[beam.PCollection, beam.PCollection]:
     """Batches of raw records parsed: batches of Records out, and a dead letter per bad record."""
-    parse_records = beam.ParDo(_ParseRecords(raw_records, kind, config, header)).with_output_types(RECORD_BATCH)
+    parse_records = beam.ParDo(_ParseRecords(raw_records, kind, config, header)).with_output_types(RecordBatch)
     return batches | "Parse" >> parse_records.with_outputs(DEAD_LETTERS, main="records")
 
 
