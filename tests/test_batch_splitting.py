@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 from expect import assert_close
 from test_end_to_end import read_prediction_logs
-from test_patterns import below_1000_times_10, export_model, halved, times_2_to_the_54_unsigned
+from test_patterns import export_strict_models
 
 from tools.demo import WEATHER, delivery_minutes
 from transforms.parameters import build_parser
@@ -45,12 +45,7 @@ PATTERNS = tuple(DEMO_MODELS)
 @pytest.fixture(scope="module")
 def strict_models(tmp_path_factory) -> dict[str, str]:
     """tests/test_patterns.py's models: x10 that fails on x >= 1000, and two that cannot chain for x >= 512."""
-    folder = tmp_path_factory.mktemp("splitting_models")
-    return {
-        "below_1000": export_model(str(folder / "below_1000"), below_1000_times_10),
-        "unsigned": export_model(str(folder / "unsigned"), times_2_to_the_54_unsigned),
-        "halved": export_model(str(folder / "halved"), halved, tf.int64),
-    }
+    return export_strict_models(tmp_path_factory.mktemp("splitting_models"))
 
 
 @dataclass(frozen=True)
@@ -170,6 +165,18 @@ def check_reconciled(run) -> None:
     assert "reconciled               yes" in run.stdout
 
 
+def check_split(run, source: Input, check_good: Callable[[], None], first_model: str | None = None) -> None:
+    """What every stage asks: a clean exit, one dead letter per bad record, the good records' results
+    (`check_good`), with `first_model` the records around the bad ones sent on in 3 batches, and counts reconciled.
+    """
+    assert run.returncode == 0, run.stderr
+    check_dead_letters(run, source)
+    check_good()
+    if first_model:
+        assert model_batches(run.stdout, first_model) == 3, "the records around the bad ones went on in 3 batches"
+    check_reconciled(run)
+
+
 def times(*factors: tuple[str, float]) -> Callable[[dict, dict], None]:
     """A row's predictions, model by model: (model name, what it multiplies the record's x by)."""
 
@@ -252,11 +259,7 @@ PARSE_INPUTS = {
 def test_a_record_that_cannot_be_parsed_costs_only_itself(run_main, models_for, tmp_path, source_format, pattern):
     source = PARSE_INPUTS[source_format](tmp_path / f"in.{source_format}")
     run = run_main(f"--pattern={pattern}", f"--model_uris={models_for(pattern)}", f"--input={source.path}")
-    assert run.returncode == 0, run.stderr
-    check_dead_letters(run, source)
-    check_results(run, source, pattern, DEMO_MODELS[pattern])
-    assert model_batches(run.stdout, "multiply_by_5") == 3, "the records around the bad ones went on in 3 batches"
-    check_reconciled(run)
+    check_split(run, source, lambda: check_results(run, source, pattern, DEMO_MODELS[pattern]), "multiply_by_5")
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
@@ -274,11 +277,7 @@ def test_features_that_cannot_become_an_example_cost_only_their_record(run_main,
         f"--input={source.path}",
         "--feature_types=name:bytes",
     )
-    assert run.returncode == 0, run.stderr
-    check_dead_letters(run, source)
-    check_results(run, source, pattern, DEMO_MODELS[pattern])
-    assert model_batches(run.stdout, "multiply_by_5") == 3, "the records around the bad ones went on in 3 batches"
-    check_reconciled(run)
+    check_split(run, source, lambda: check_results(run, source, pattern, DEMO_MODELS[pattern]), "multiply_by_5")
 
 
 def order(position: int) -> dict:
@@ -307,11 +306,7 @@ def test_features_that_cannot_become_named_tensors_cost_only_their_record(run_ma
     run = run_main(
         "--pattern=keyed", f"--model_uris={model}", f"--input={source.path}", "--feature_types=weather:bytes"
     )
-    assert run.returncode == 0, run.stderr
-    check_dead_letters(run, source)
-    check_rows(run, source, minutes_by_the_delivery_rule)
-    assert model_batches(run.stdout, "delivery_minutes") == 3, "the records around the bad ones went on in 3 batches"
-    check_reconciled(run)
+    check_split(run, source, lambda: check_rows(run, source, minutes_by_the_delivery_rule), "delivery_minutes")
 
 
 def test_an_output_that_cannot_feed_the_next_model_costs_only_its_record(run_main, strict_models, tmp_path):
@@ -330,11 +325,7 @@ def test_an_output_that_cannot_feed_the_next_model_costs_only_its_record(run_mai
     source = write_lines(planted(tmp_path / "in.jsonl", bad_record, lambda p: {"key": key(p), "x": float(p % 512)}))
     models = f"{strict_models['unsigned']},{strict_models['halved']}"
     run = run_main("--pattern=multi_sequence", f"--model_uris={models}", f"--input={source.path}")
-    assert run.returncode == 0, run.stderr
-    check_dead_letters(run, source)
-    check_rows(run, source, chained)
-    assert model_batches(run.stdout, "unsigned") == 3, "every record went to the first model in 3 batches"
-    check_reconciled(run)
+    check_split(run, source, lambda: check_rows(run, source, chained), "unsigned")
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
@@ -352,10 +343,7 @@ def test_a_record_the_model_fails_on_costs_only_itself(run_main, demo_models, st
     else:
         models, factors = strict_models["below_1000"], (("below_1000", 10),)
     run = run_main(f"--pattern={pattern}", f"--model_uris={models}", f"--input={source.path}")
-    assert run.returncode == 0, run.stderr
-    check_dead_letters(run, source)
-    check_results(run, source, pattern, factors)
-    check_reconciled(run)
+    check_split(run, source, lambda: check_results(run, source, pattern, factors))
 
 
 @pytest.mark.parametrize("pattern", [pattern for pattern in PATTERNS if pattern != "predict"])
@@ -368,8 +356,4 @@ def test_a_result_that_cannot_become_a_row_costs_only_itself(run_main, models_fo
 
     source = write_lines(planted(tmp_path / "in.jsonl", bad_record))
     run = run_main(f"--pattern={pattern}", f"--model_uris={models_for(pattern)}", f"--input={source.path}")
-    assert run.returncode == 0, run.stderr
-    check_dead_letters(run, source)
-    check_results(run, source, pattern, DEMO_MODELS[pattern])
-    assert model_batches(run.stdout, "multiply_by_5") == 3, "every record went to the model in 3 batches"
-    check_reconciled(run)
+    check_split(run, source, lambda: check_results(run, source, pattern, DEMO_MODELS[pattern]), "multiply_by_5")

@@ -44,14 +44,18 @@ def halved(x):
     return x // 2
 
 
-@pytest.fixture(scope="module")
-def strict_models(tmp_path_factory) -> dict[str, str]:
-    folder = tmp_path_factory.mktemp("strict_models")
+def export_strict_models(folder) -> dict[str, str]:
+    """x10 that fails on x >= 1000, and two models that cannot chain for x >= 512, exported under `folder`."""
     return {
         "below_1000": export_model(str(folder / "below_1000"), below_1000_times_10),
         "unsigned": export_model(str(folder / "unsigned"), times_2_to_the_54_unsigned),
         "halved": export_model(str(folder / "halved"), halved, tf.int64),
     }
+
+
+@pytest.fixture(scope="module")
+def strict_models(tmp_path_factory) -> dict[str, str]:
+    return export_strict_models(tmp_path_factory.mktemp("strict_models"))
 
 
 def write_jsonl(path, records: list[dict]) -> str:
