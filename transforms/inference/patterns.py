@@ -14,6 +14,7 @@ from transforms.inference.named_tensors import RecordTensors
 from transforms.inference.predict import DEAD_LETTERS, Predict
 from transforms.inference.signatures import NAMED_TENSORS, Signature
 from transforms.records.examples import encode_example, with_feature
+from transforms.records.parsing import Record
 
 ENCODE_STAGE = "encode"
 CHAIN_STAGE = "chain"
@@ -29,7 +30,7 @@ class ModelInputs(Protocol):
         """The input of the record at `position`; raises with what is wrong with it."""
 
 
-def record_example(record) -> bytes:
+def record_example(record: Record) -> bytes:
     """What the first (or only) model sees: the record's own features, as a serialized Example."""
     return record.model_input or encode_example(record.features)
 
@@ -157,7 +158,7 @@ def encode(
     return batches | label >> model_input.with_outputs(DEAD_LETTERS, main="feeds")
 
 
-def batched(records: list) -> Batch:
+def batched(records: list[Record]) -> Batch:
     """A batch of parsed records, on its way to the models with no outputs yet."""
     return Batch(records)
 
