@@ -177,6 +177,18 @@ def test_a_batch_is_built_at_once_as_each_record_alone_would_be(models):
             tensors.batch([*features, {name: value for name, value in record.items() if name != "key"}])
 
 
+def run_scored(run_main, pattern: str, model_uris: str, source, *extra: str, **options):
+    """main.py on the scorer's records, whose `color` feature is text (a bytes feature)."""
+    return run_main(
+        f"--pattern={pattern}",
+        f"--model_uris={model_uris}",
+        f"--input={source}",
+        "--feature_types=color:bytes",
+        *extra,
+        **options,
+    )
+
+
 @pytest.mark.parametrize("pattern", ["postprocess", "keyed"])
 def test_named_tensor_model_on_csv_with_mixed_dtypes(run_main, models, tmp_path, pattern):
     source = tmp_path / "in.csv"
@@ -192,13 +204,7 @@ def test_named_tensor_model_on_csv_with_mixed_dtypes(run_main, models, tmp_path,
         ],
     )
     tf.saved_model.save(module, str(scalar_history), signatures={"serving_default": single})
-    run = run_main(
-        f"--pattern={pattern}",
-        f"--model_uris={scalar_history}",
-        f"--input={source}",
-        "--feature_types=color:bytes",
-        "--input_features=age:years",
-    )
+    run = run_scored(run_main, pattern, scalar_history, source, "--input_features=age:years")
     assert run.returncode == 0, run.stderr
     rows = {row["key"]: row for row in run.rows()}
     assert sorted(rows) == ["k1", "k2"]
@@ -224,8 +230,7 @@ def test_a_named_input_without_a_csv_column_is_refused_before_the_run(run_main, 
 
 def test_named_tensor_model_postprocess_and_multi_parallel(run_main, models, tmp_path):
     source = write_jsonl(tmp_path / "in.jsonl", GOOD + [record for record, _ in BAD])
-    common = (f"--input={source}", "--feature_types=color:bytes")
-    run = run_main("--pattern=postprocess", f"--model_uris={models['scorer']}", *common)
+    run = run_scored(run_main, "postprocess", models["scorer"], source)
     assert run.returncode == 0, run.stderr
     rows = {row["key"]: row for row in run.rows()}
     for record in GOOD:
@@ -234,13 +239,8 @@ def test_named_tensor_model_postprocess_and_multi_parallel(run_main, models, tmp
 
     # multi_parallel: a serialized-Example model and the named-tensor one on each record (x5 reads feature x).
     source = write_jsonl(tmp_path / "both.jsonl", [{**r, "x": 2.0} for r in GOOD] + [r for r, _ in BAD])
-    run = run_main(
-        "--pattern=multi_parallel",
-        f"--model_uris={models['x5']},{models['scorer']}",
-        f"--input={source}",
-        "--feature_types=color:bytes",
-        output=str(tmp_path / "parallel" / "result"),
-    )
+    both = f"{models['x5']},{models['scorer']}"
+    run = run_scored(run_main, "multi_parallel", both, source, output=str(tmp_path / "parallel" / "result"))
     assert run.returncode == 0, run.stderr
     for row in run.rows():
         x5, scorer = row["predictions"]
@@ -255,13 +255,8 @@ def test_multi_sequence_chains_into_a_named_input(run_main, models, tmp_path):
     # x5's output y becomes the scorer's input `age` (--chain_feature=age): score = 5x + 10 visits + ...
     records = [{**record, "x": 2.0} for record in GOOD]
     source = write_jsonl(tmp_path / "in.jsonl", records)
-    run = run_main(
-        "--pattern=multi_sequence",
-        f"--model_uris={models['x5']},{models['scorer']}",
-        f"--input={source}",
-        "--feature_types=color:bytes",
-        "--chain_feature=age",
-    )
+    chain = f"{models['x5']},{models['scorer']}"
+    run = run_scored(run_main, "multi_sequence", chain, source, "--chain_feature=age")
     assert run.returncode == 0, run.stderr
     rows = {row["key"]: row for row in run.rows()}
     for record in records:
@@ -273,12 +268,7 @@ def test_multi_sequence_chains_into_a_named_input(run_main, models, tmp_path):
 
 def test_named_tensor_predict_logs_hold_the_inputs_as_tensor_protos(run_main, models, tmp_path):
     source = write_jsonl(tmp_path / "in.jsonl", GOOD + [record for record, _ in BAD])
-    run = run_main(
-        "--pattern=predict",
-        f"--model_uris={models['scorer']}",
-        f"--input={source}",
-        "--feature_types=color:bytes",
-    )
+    run = run_scored(run_main, "predict", models["scorer"], source)
     assert run.returncode == 0, run.stderr
     logs = read_prediction_logs(run.output)
     assert len(logs) == len(GOOD)

@@ -7,6 +7,7 @@ import json
 import re
 import signal
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +23,28 @@ PATTERNS = ["predict", "postprocess", "keyed", "multi_parallel", "multi_sequence
 FACTOR = {"predict": 5, "postprocess": 5, "keyed": 5, "multi_parallel": 10, "multi_sequence": 50}
 
 
+@dataclass(frozen=True)
+class Stream:
+    """A streaming run's topics: records published in, rows and dead letters pulled out."""
+
+    input_topic: str
+    output_subscription: str
+    dead_subscription: str
+    arguments: tuple[str, ...]  # main.py's --input_subscription, --output_topic and --dead_letter_topic
+
+
+def stream(pubsub, name: str) -> Stream:
+    input_topic, input_subscription = pubsub.topic_with_subscription(f"{name}-input")
+    output_topic, output_subscription = pubsub.topic_with_subscription(f"{name}-rows")
+    dead_topic, dead_subscription = pubsub.topic_with_subscription(f"{name}-dead")
+    arguments = (
+        f"--input_subscription={input_subscription}",
+        f"--output_topic={output_topic}",
+        f"--dead_letter_topic={dead_topic}",
+    )
+    return Stream(input_topic, output_subscription, dead_subscription, arguments)
+
+
 def stop(process) -> tuple[str, str]:
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=120)
@@ -32,26 +55,22 @@ def stop(process) -> tuple[str, str]:
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_each_pattern_streams_rows_and_dead_letters(pubsub, start_main, models_for, pattern):
     name = pattern.replace("_", "-")
-    input_topic, input_subscription = pubsub.topic_with_subscription(f"{name}-input")
-    output_topic, output_subscription = pubsub.topic_with_subscription(f"{name}-rows")
-    dead_topic, dead_subscription = pubsub.topic_with_subscription(f"{name}-dead")
+    topics = stream(pubsub, name)
     ids = {}
     for i in range(12):
-        ids[pubsub.publish(input_topic, json.dumps({"key": f"dev-{i}", "x": float(i)}).encode())] = f"dev-{i}"
+        ids[pubsub.publish(topics.input_topic, json.dumps({"key": f"dev-{i}", "x": float(i)}).encode())] = f"dev-{i}"
     bad = [b'{"key": "dev-bad", "x": ', b'{"key": "dev-text", "x": "seven"}', b"\xff\xfe"]
     for data in bad:
-        pubsub.publish(input_topic, data)
+        pubsub.publish(topics.input_topic, data)
 
     process = start_main(
         f"--pattern={pattern}",
         f"--model_uris={models_for(pattern)}",
-        f"--input_subscription={input_subscription}",
-        f"--output_topic={output_topic}",
-        f"--dead_letter_topic={dead_topic}",
+        *topics.arguments,
         env=pubsub.env,
     )
-    rows = pubsub.pull(output_subscription, 12, seconds=120)
-    letters = pubsub.pull(dead_subscription, 3, seconds=30)
+    rows = pubsub.pull(topics.output_subscription, 12, seconds=120)
+    letters = pubsub.pull(topics.dead_subscription, 3, seconds=30)
     stdout, _ = stop(process)
 
     assert len(rows) == 12 and len(letters) == 3, "every message became a row or a dead letter"
@@ -73,26 +92,24 @@ def test_a_named_tensor_model_streams_keyed_rows_and_encode_dead_letters(pubsub,
     """The Keras 3 export of the demo (float, int and string inputs) under a running stream of JSON messages."""
     from tools.demo import WEATHER, delivery_minutes
 
-    input_topic, input_subscription = pubsub.topic_with_subscription("named-input")
-    output_topic, output_subscription = pubsub.topic_with_subscription("named-rows")
-    dead_topic, dead_subscription = pubsub.topic_with_subscription("named-dead")
+    topics = stream(pubsub, "named")
     orders = {f"order-{i}": {"km": 0.5 + i, "items": i % 7, "weather": WEATHER[i % 3]} for i in range(12)}
     for key, order in orders.items():
-        pubsub.publish(input_topic, json.dumps({"key": key, **order}).encode())
-    pubsub.publish(input_topic, json.dumps({"key": "order-half", "km": 2.0, "items": 3.7, "weather": "rain"}).encode())
+        pubsub.publish(topics.input_topic, json.dumps({"key": key, **order}).encode())
+    pubsub.publish(
+        topics.input_topic, json.dumps({"key": "order-half", "km": 2.0, "items": 3.7, "weather": "rain"}).encode()
+    )
 
     process = start_main(
         "--pattern=keyed",
         f"--model_uris={demo_models['delivery_minutes']}",
         "--input_features=distance_km:km",
         "--feature_types=weather:bytes",
-        f"--input_subscription={input_subscription}",
-        f"--output_topic={output_topic}",
-        f"--dead_letter_topic={dead_topic}",
+        *topics.arguments,
         env=pubsub.env,
     )
-    rows = pubsub.pull(output_subscription, 12, seconds=120)
-    letters = pubsub.pull(dead_subscription, 1, seconds=30)
+    rows = pubsub.pull(topics.output_subscription, 12, seconds=120)
+    letters = pubsub.pull(topics.dead_subscription, 1, seconds=30)
     stop(process)
 
     assert sorted(m.attributes["key"] for m in rows) == sorted(orders)
@@ -108,24 +125,20 @@ def test_a_named_tensor_model_streams_keyed_rows_and_encode_dead_letters(pubsub,
 
 
 def test_example_messages_with_the_key_in_an_attribute(pubsub, start_main, models_for):
-    input_topic, input_subscription = pubsub.topic_with_subscription("examples-input")
-    output_topic, output_subscription = pubsub.topic_with_subscription("examples-rows")
-    dead_topic, dead_subscription = pubsub.topic_with_subscription("examples-dead")
+    topics = stream(pubsub, "examples")
     for i in range(5):
-        pubsub.publish(input_topic, encode_example({"x": float(i)}), device=f"sensor-{i}")
-    pubsub.publish(input_topic, b"\xff\xfe not an Example", device="sensor-bad")
+        pubsub.publish(topics.input_topic, encode_example({"x": float(i)}), device=f"sensor-{i}")
+    pubsub.publish(topics.input_topic, b"\xff\xfe not an Example", device="sensor-bad")
     process = start_main(
         "--pattern=keyed",
         f"--model_uris={models_for('keyed')}",
-        f"--input_subscription={input_subscription}",
         "--message_format=example",
         "--key_attribute=device",
-        f"--output_topic={output_topic}",
-        f"--dead_letter_topic={dead_topic}",
+        *topics.arguments,
         env=pubsub.env,
     )
-    rows = [json.loads(m.data) for m in pubsub.pull(output_subscription, 5, seconds=120)]
-    letters = [json.loads(m.data) for m in pubsub.pull(dead_subscription, 1, seconds=30)]
+    rows = [json.loads(m.data) for m in pubsub.pull(topics.output_subscription, 5, seconds=120)]
+    letters = [json.loads(m.data) for m in pubsub.pull(topics.dead_subscription, 1, seconds=30)]
     stop(process)
     assert sorted(row["key"] for row in rows) == [f"sensor-{i}" for i in range(5)]
     assert [(d["key"], d["stage"], d["raw_encoding"]) for d in letters] == [("sensor-bad", "parse", "base64")]

@@ -87,8 +87,9 @@ def _tensor_entries(alias: str, values: np.ndarray, batch_size: int) -> list[byt
         return entries
     width = data.itemsize * per_example
     value_head = _SMALL_VARINTS[tag] + _varint(width)
-    tensor_size = len(head.SerializeToString()) + len(value_head) + width
-    prefix = key + _SMALL_VARINTS[_SECOND] + _varint(tensor_size) + head.SerializeToString() + value_head
+    head_bytes = head.SerializeToString()
+    tensor_size = len(head_bytes) + len(value_head) + width
+    prefix = key + _SMALL_VARINTS[_SECOND] + _varint(tensor_size) + head_bytes + value_head
     raw = data.tobytes()
     return [prefix + raw[i * width : (i + 1) * width] for i in range(batch_size)]
 
