@@ -12,10 +12,26 @@ comma := ,
 
 .PHONY: venv bqemulator bench demo demo-stream demo-refresh models data test lint format lock readme metadata template-spec launch-local graph checkov provider-schemas terraform-check clean
 
-$(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes -r requirements.txt -r requirements-dev.txt
-	$(BIN)/pip install --quiet --no-deps --no-build-isolation --editable .
+# Every virtualenv is made the same way, whatever pip the machine's Python bundles: that pip installs only the
+# pinned, hash-checked uv of requirements/uv.txt (a plain pin, which any pip handles), and uv installs the lock.
+# pip itself cannot be trusted with a lock: pip 23.2 asked for a pinned package with extras
+# (google-auth[pyopenssl]) under --require-hashes reaches for the registry's newest release and fails.
+# Sources are built with the runtime lock's setuptools and wheel, so a new setuptools cannot break a build either.
+UV_LOCK := requirements/uv.txt
+# $(call new-venv,DIR): a fresh virtualenv at DIR holding the pinned uv and nothing else yet.
+define new-venv
+rm -rf $(1)
+$(PYTHON) -m venv $(1)
+$(1)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r $(UV_LOCK)
+endef
+# $(call uv-pip,DIR) ARGS: uv's pip install into the virtualenv at DIR; $(call uv-install,DIR) LOCK...: hash-checked.
+uv-pip = $(1)/bin/uv pip install --quiet --python $(1)/bin/python
+uv-install = $(uv-pip) --require-hashes --build-constraints requirements.txt
+
+$(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml $(UV_LOCK)
+	$(call new-venv,$(VENV))
+	$(call uv-install,$(VENV)) -r requirements.txt -r requirements-dev.txt
+	$(call uv-pip,$(VENV)) --no-deps --no-build-isolation --editable .
 	touch $@
 
 venv: $(INSTALLED)
@@ -65,9 +81,9 @@ bench: $(INSTALLED)
 CHECKOV := .venv-checkov/bin/checkov
 SCHEMAS := .tools/provider-schema/google.json
 
-$(CHECKOV): requirements/checkov.txt
-	$(PYTHON) -m venv .venv-checkov
-	.venv-checkov/bin/pip install --quiet --require-hashes -r requirements/checkov.txt
+$(CHECKOV): requirements/checkov.txt requirements.txt $(UV_LOCK)
+	$(call new-venv,.venv-checkov)
+	$(call uv-install,.venv-checkov) -r requirements/checkov.txt
 	touch $@
 
 $(SCHEMAS): requirements/provider-schema.txt tools/provider_schema.py $(INSTALLED)
@@ -82,9 +98,9 @@ provider-schemas: $(SCHEMAS)
 # The BigQuery emulator of the tests, in its own virtualenv, with DuckDB's extensions installed from PyPI wheels.
 BQEMULATOR := .venv-bqemulator/bin/bqemulator
 
-$(BQEMULATOR): requirements/bqemulator.txt
-	$(PYTHON) -m venv .venv-bqemulator
-	.venv-bqemulator/bin/pip install --quiet --require-hashes -r requirements/bqemulator.txt
+$(BQEMULATOR): requirements/bqemulator.txt requirements.txt $(UV_LOCK)
+	$(call new-venv,.venv-bqemulator)
+	$(call uv-install,.venv-bqemulator) -r requirements/bqemulator.txt
 	.venv-bqemulator/bin/python -c "from duckdb_extensions import import_extension as i; i('spatial'); i('avro')"
 	touch $@
 
@@ -103,6 +119,7 @@ test: lint $(CHECKOV) $(SCHEMAS) $(BQEMULATOR)
 lock: $(INSTALLED)
 	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --generate-hashes --allow-unsafe -o requirements.txt requirements.in
 	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --generate-hashes --allow-unsafe -o requirements-dev.txt requirements-dev.in
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --generate-hashes --allow-unsafe -o $(UV_LOCK) requirements/uv.in
 
 # Rewrite the README's parameter table from the parameter registry.
 readme: $(INSTALLED)
