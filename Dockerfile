@@ -16,15 +16,21 @@ FROM python:3.11-slim-bookworm
 
 WORKDIR /template
 
+# The installer is the pinned uv of requirements/uv.txt, as in every virtualenv and in Cloud Build's tests, so the
+# image, CI and a laptop install the lock the same way whatever pip the base image bundles; uv leaves once the
+# project is in.
 COPY requirements.txt .
-RUN pip install --no-cache-dir --require-hashes -r requirements.txt
+COPY requirements/uv.txt requirements/uv.txt
+RUN pip install --no-cache-dir --require-hashes -r requirements/uv.txt \
+    && uv pip install --system --no-cache --require-hashes --build-constraints requirements.txt -r requirements.txt
 
 COPY pyproject.toml main.py ./
 COPY transforms/ transforms/
 COPY tools/ tools/
 COPY schemas/bigquery/ schemas/bigquery/
 # The build fails unless the installed set is exactly the lock (plus pip and this package) and consistent.
-RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
+RUN uv pip install --system --no-cache --no-deps --no-build-isolation . \
+    && pip uninstall --yes uv \
     && pip check \
     && python -m tools.check_lock requirements.txt --allow tfx-inference-template \
     && python -c "import main, transforms.pipeline"

@@ -3,6 +3,7 @@ build context that holds everything the image needs and nothing fetched at run t
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -78,7 +79,7 @@ def test_the_build_fails_unless_the_installed_set_is_exactly_the_lock():
 
 def test_everything_is_installed_at_build_time_from_the_lock():
     runs = " ".join(line for line in INSTRUCTIONS if line.startswith("RUN "))
-    assert "--require-hashes -r requirements.txt" in runs
+    assert re.search(r"uv pip install --system [^&]*--require-hashes [^&]*-r requirements\.txt", runs)
     assert runs.count("pip check") >= 1
     envs = " ".join(line for line in INSTRUCTIONS if line.startswith("ENV "))
     assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py" in envs
@@ -112,3 +113,39 @@ def test_dockerignore_keeps_the_context_to_what_the_image_needs():
     }
     assert allowed == copied
     assert not allowed & {"tests", "demo", "out", ".venv"}
+
+
+def _final_stage_runs() -> list[str]:
+    last_from = max(i for i, line in enumerate(INSTRUCTIONS) if line.startswith("FROM "))
+    return [line[4:] for line in INSTRUCTIONS[last_from:] if line.startswith("RUN ")]
+
+
+@pytest.mark.slow
+def test_the_images_install_steps_leave_exactly_the_lock(tmp_path):
+    """The final stage's RUN instructions, run in a copy of its build context against a fresh virtualenv of the
+    machine's python3.11, standing in for the base image's Python (its bundled pip is no newer than the image's).
+    Two changes only: the cache flags go (they keep the image small; here they would download the whole lock
+    again), and uv's `--system` names the stand-in, since `--system` passes over virtualenvs to the machine's own
+    Python, which a test must never install into."""
+    context = tmp_path / "template"
+    for line in INSTRUCTIONS:
+        if line.startswith("COPY ") and "--from=" not in line:
+            *sources, target = line.split()[1:]
+            for source in sources:
+                destination = context / (source if target in (".", "./") else target)
+                if (ROOT / source).is_dir():
+                    shutil.copytree(ROOT / source, destination, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(ROOT / source, destination)
+    image_python = tmp_path / "python"
+    subprocess.run(["python3.11", "-m", "venv", str(image_python)], check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = f"{image_python / 'bin'}:{env['PATH']}"
+    for run in _final_stage_runs():
+        command = re.sub(r" --no-cache(-dir)?\b", "", run)
+        assert command.count("uv pip install") == command.count("uv pip install --system"), run
+        command = command.replace("uv pip install --system", f"uv pip install --python {image_python / 'bin/python'}")
+        done = subprocess.run(["bash", "-c", command], cwd=context, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"RUN {run}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+    assert "check_lock: the" in done.stdout and not (image_python / "bin" / "uv").exists()
