@@ -115,6 +115,16 @@ def test_dockerignore_keeps_the_context_to_what_the_image_needs():
     assert not allowed & {"tests", "demo", "out", ".venv"}
 
 
+def test_the_launcher_binary_is_copied_from_the_pinned_launcher_image():
+    """The Flex Template service starts /opt/google/dataflow/python_template_launcher in the image: without it a
+    launch fails before main.py runs. The launcher image's tag is a dated release, never a moving one."""
+    (launcher, launcher_stage), _, _ = _stages()
+    launcher_binary = "/opt/google/dataflow/python_template_launcher"
+    assert f"COPY --from={launcher_stage} {launcher_binary} {launcher_binary}" in INSTRUCTIONS
+    tag = launcher.rsplit(":", 1)[1]
+    assert re.fullmatch(r"20\d{6}[_-](RC|rc)\d{2}", tag), f"{tag} is not a dated launcher release"
+
+
 def _final_stage_runs() -> list[str]:
     last_from = max(i for i, line in enumerate(INSTRUCTIONS) if line.startswith("FROM "))
     return [line[4:] for line in INSTRUCTIONS[last_from:] if line.startswith("RUN ")]
