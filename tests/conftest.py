@@ -20,6 +20,25 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def skipped_under_ci(config: pytest.Config) -> int:
+    """How many tests skipped, when CI=true (on the controlling process only); 0 otherwise."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if os.environ.get("CI") != "true" or hasattr(config, "workerinput") or reporter is None:
+        return 0
+    return len(reporter.stats.get("skipped", []))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI, a skipped test fails the run: every skip here means a missing tool, and CI must prove it all."""
+    if skipped_under_ci(session.config) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if skipped := skipped_under_ci(config):
+        terminalreporter.write_sep("=", f"CI=true: {skipped} skipped test(s) fail the run; install what they name")
+
+
 @pytest.fixture(scope="session")
 def demo_models(tmp_path_factory) -> dict[str, str]:
     from tools.demo import build_models
