@@ -140,6 +140,10 @@ SMOKE = {
     "_SERVICE_ACCOUNT": WORKER,
 }
 PREFIX = "gs://my-project-tfx-inference/smoke/smoke-5f1c0de2-1111-4222-8333-444455556666"
+IMAGE = "us-central1-docker.pkg.dev/my-project/tfx-inference/template@sha256:" + "ab" * 32
+FULL_DESCRIBE = [
+    "dataflow", "jobs", "describe", "2026-11-27_10_00_00-123", "--region=us-central1", "--full", "--format=json"
+]  # fmt: skip
 
 
 def _step(step: str, workspace: Path, substitutions: dict[str, str], env: dict[str, str] | None = None):
@@ -203,7 +207,8 @@ def test_bad_substitutions_fail_the_build_at_once_each_by_name(tmp_path, substit
 STUB_GCLOUD = """\
 #!{python}
 # gcloud as the smoke run meets it: records argv, answers a job id, the job's states one call at a time
-# (the last one repeated), the prediction files; `storage cp` fails when SMOKE_UPLOAD_FAILS is set.
+# (the last one repeated), the whole job for `--full --format=json` (job.json), the prediction files;
+# `storage cp` fails when SMOKE_UPLOAD_FAILS is set.
 import json, os, sys
 from pathlib import Path
 
@@ -215,7 +220,9 @@ if args[:2] == ["storage", "cp"] and os.environ.get("SMOKE_UPLOAD_FAILS"):
     sys.exit("ERROR: (gcloud.storage.cp) HTTPError 403: permission denied")
 if args[:3] == ["dataflow", "flex-template", "run"]:
     print("2026-11-27_10_00_00-123")
-if args[:3] == ["dataflow", "jobs", "describe"]:
+if args[:3] == ["dataflow", "jobs", "describe"] and "--full" in args:
+    print((here / "job.json").read_text())
+elif args[:3] == ["dataflow", "jobs", "describe"]:
     states = (here / "states").read_text().split()
     print(states[0])
     (here / "states").write_text(" ".join(states[1:] or states))
@@ -229,6 +236,7 @@ def smoke(tmp_path):
     """A build workspace as the smoke step finds it (the model built, the checkout's smoke.csv), and the stubs."""
     workspace, stub = tmp_path / "workspace", tmp_path / "stub"
     (workspace / "build" / "smoke" / "models" / "multiply_by_5").mkdir(parents=True)
+    (workspace / "build" / "image").write_text(IMAGE + "\n")
     (workspace / "tests" / "data").mkdir(parents=True)
     shutil.copy(ROOT / "tests" / "data" / "smoke.csv", workspace / "tests" / "data")
     stub.mkdir()
@@ -239,8 +247,9 @@ def smoke(tmp_path):
         program.chmod(0o755)
     env = {**os.environ, "PATH": f"{stub}{os.pathsep}{os.environ['PATH']}", "SMOKE_STUB": str(stub)}
 
-    def run(states: str, predictions: list[dict] | None = None, **extra_env: str):
+    def run(states: str, predictions: list[dict] | None = None, workers_image: str = IMAGE, **extra_env: str):
         (stub / "states").write_text(states)
+        (stub / "job.json").write_text(json.dumps(_job_with_workers_on(workers_image), indent=2))
         rows = (
             predictions
             if predictions is not None
@@ -253,6 +262,24 @@ def smoke(tmp_path):
         return done, calls
 
     return run
+
+
+def _job_with_workers_on(image: str) -> dict:
+    """A Job resource as `jobs describe --full --format=json` prints it: the Dataflow REST API's Job, whose
+    environment.workerPools[].sdkHarnessContainerImages[].containerImage names each pool's SDK container."""
+    containers = [{"containerImage": image, "environmentId": "e1"}] if image else []
+    pool = {"kind": "harness", "sdkHarnessContainerImages": containers}
+    return {
+        "id": "2026-11-27_10_00_00-123",
+        "currentState": "JOB_STATE_RUNNING",
+        "environment": {"workerPools": [pool]},
+    }
+
+
+def _describes(calls: list[list[str]]) -> tuple[list[list[str]], list[list[str]]]:
+    """The smoke step's `jobs describe` calls: those for the state, and those for the whole job."""
+    describes = [call for call in calls if call[:3] == ["dataflow", "jobs", "describe"]]
+    return [c for c in describes if "--full" not in c], [c for c in describes if "--full" in c]
 
 
 def _predictions(outputs: dict[str, float]) -> list[dict]:
@@ -268,6 +295,10 @@ def test_the_smoke_run_stages_its_own_model_and_input_under_its_prefix_checks_5x
     assert done.returncode == 0, done.stderr
     assert "smoke test passed: 3 rows, each 5x its input" in done.stdout
     upload_model, upload_input, run, *describes, cat, remove = calls
+    states, full = _describes(describes)
+    assert full == [FULL_DESCRIBE], "the workers' image is read once, from the whole job"
+    assert describes.index(full[0]) == 2, "read as soon as the job runs (the second state)"
+    assert f"the job's workers run {IMAGE}" in done.stdout
     assert upload_model == ["storage", "cp", "--recursive", "build/smoke/models/multiply_by_5", f"{PREFIX}/models/"]
     assert upload_input == ["storage", "cp", "tests/data/smoke.csv", f"{PREFIX}/input.csv"]
     assert run[:4] == ["dataflow", "flex-template", "run", "smoke-5f1c0de2-1111-4222-8333-444455556666"]
@@ -281,8 +312,9 @@ def test_the_smoke_run_stages_its_own_model_and_input_under_its_prefix_checks_5x
         f"model_uris={PREFIX}/models/multiply_by_5",
         f"input={PREFIX}/input.csv",
         f"output={PREFIX}/output/predictions",
+        f"sdk_container_image={IMAGE}",
     ]
-    assert [d[:4] for d in describes] == [["dataflow", "jobs", "describe", "2026-11-27_10_00_00-123"]] * 3
+    assert [d[:4] for d in states] == [["dataflow", "jobs", "describe", "2026-11-27_10_00_00-123"]] * 3
     assert cat == ["storage", "cat", f"{PREFIX}/output/predictions-*.jsonl"]
     assert remove == ["storage", "rm", "--recursive", PREFIX]
 
@@ -303,6 +335,7 @@ def test_the_smoke_run_stages_its_own_model_and_input_under_its_prefix_checks_5x
 def test_a_failed_smoke_run_fails_the_build_and_still_removes_its_prefix(smoke, states, predictions, message):
     done, calls = smoke(states, predictions)
     assert done.returncode == 1 and message in done.stderr
+    assert _describes(calls)[1] == [FULL_DESCRIBE], "each of these jobs ran, so its workers' image was checked"
     assert calls[-1] == ["storage", "rm", "--recursive", PREFIX]
     assert not [call for call in calls if call[:3] == ["dataflow", "jobs", "cancel"]], "a finished job is not cancelled"
 
@@ -312,8 +345,38 @@ def test_a_job_still_running_after_the_wait_is_cancelled_before_its_prefix_goes(
     assert done.returncode == 1
     assert "not done after 30 minutes" in done.stderr
     assert len((tmp_path / "stub" / "sleeps").read_text().split()) == 90
+    assert _describes(calls)[1] == [FULL_DESCRIBE], "checked once, not at every poll"
     assert calls[-2][:4] == ["dataflow", "jobs", "cancel", "2026-11-27_10_00_00-123"]
     assert calls[-1] == ["storage", "rm", "--recursive", PREFIX]
+
+
+@pytest.mark.parametrize(
+    "workers_image",
+    ["apache/beam_python3.11_sdk:2.77.0", IMAGE.replace("ab" * 32, "cd" * 32), ""],
+    ids=["stock-beam-image", "another-digest", "no-sdk-image"],
+)
+def test_workers_on_any_other_image_fail_the_build_at_once_and_the_job_is_cancelled(smoke, tmp_path, workers_image):
+    done, calls = smoke("JOB_STATE_PENDING JOB_STATE_RUNNING JOB_STATE_DONE", workers_image=workers_image)
+    assert done.returncode == 1
+    named = [workers_image] if workers_image else "no SDK image"
+    assert f"the job's workers run {named}, not the image this build pushed: {IMAGE}" in done.stderr
+    assert calls[-2][:4] == ["dataflow", "jobs", "cancel", "2026-11-27_10_00_00-123"], "still running: cancelled"
+    assert calls[-1] == ["storage", "rm", "--recursive", PREFIX]
+    assert not [call for call in calls if call[:2] == ["storage", "cat"]], "no rows are read from a wrong image"
+
+
+def test_the_smoke_steps_gcloud_calls_parse_with_the_real_gcloud():
+    """`--full` is what makes `jobs describe` return the job's environment, where the workers' image is named:
+    the real client's own help says so."""
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        pytest.skip("gcloud is not installed: its help lists the flags of `gcloud dataflow jobs describe`")
+    done = subprocess.run(
+        [gcloud, "dataflow", "jobs", "describe", "--help"], capture_output=True, text=True, check=True
+    )
+    help_text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", done.stdout).split())
+    assert "[--full]" in help_text
+    assert "Notable values that are only in the full view: ▪ Environment" in help_text
 
 
 def test_a_failed_upload_fails_the_build_launches_nothing_and_removes_what_it_wrote(smoke):
