@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,23 +15,30 @@ import pytest
 from conftest import emulated_environment
 
 from tools.flex_template_service import (
+    LAUNCHER_FAILED,
+    FlexTemplateService,
     Job,
+    configure_gcloud,
     launcher_arguments,
     launcher_from_dockerfile,
     merged_environment,
-    parameter_errors,
+    parameter_violations,
+    serve,
 )
 from tools.launch_local import (
     BUILD_ID,
     DIGEST,
     IMAGE,
     PATTERNS,
+    PROJECT,
     REPOSITORY,
     SERVICE_ACCOUNT,
+    LocalDataflow,
     cloud_build_step,
     local_dataflow,
     pattern_parameters,
     registry_docker,
+    workers_images,
 )
 from tools.template import template_spec
 from transforms.inference.model_cache import MANIFEST, stage_model
@@ -64,16 +72,16 @@ def test_a_dockerfile_that_would_pip_install_at_launch_is_refused(tmp_path):
         launcher_from_dockerfile(dockerfile)
 
 
-def test_parameters_are_checked_as_the_service_checks_them():
+def test_declared_parameters_are_checked_as_the_service_checks_them_and_others_pass_to_the_launcher():
     good = {"pattern": "keyed", "model_uris": "gs://bucket-1/m", "input": "gs://bucket-1/in.csv"}
-    assert parameter_errors(METADATA, good) == []
-    errors = parameter_errors(METADATA, {"pattern": "sideways", "model_uris": "s3://b/m", "colour": "red"})
-    assert errors[0] == "Unrecognized parameter 'colour'"
-    assert any(e.startswith("Parameter 'model_uris' value 's3://b/m' does not match the regex") for e in errors)
-    assert "Parameter 'pattern' value 'sideways' is not one of predict, postprocess, keyed, multi_parallel, " in (
-        "\n".join(errors)
-    )
-    assert parameter_errors(METADATA, {"model_uris": "gs://bucket-1/m"}) == ["Missing required parameter 'pattern'"]
+    assert parameter_violations(METADATA, {**good, "sdk_container_image": IMAGE, "colour": "red"}) == []
+    violations = parameter_violations(METADATA, {"pattern": "sideways", "model_uris": "s3://b/m"})
+    by_name = {v["parameter"]: v["description"] for v in violations}
+    assert by_name["model_uris"].startswith("Parameter didn't match regex '")
+    assert by_name["pattern"].startswith("Parameter value 'sideways' is not one of predict, postprocess, keyed, ")
+    assert parameter_violations(METADATA, {"model_uris": "gs://bucket-1/m"}) == [
+        {"parameter": "pattern", "description": "Missing required parameter"}
+    ]
 
 
 def test_the_requests_environment_overrides_the_specs_default():
@@ -203,49 +211,54 @@ def test_staging_skips_folder_objects_and_refuses_a_folder_name_holding_bytes(da
 
 
 def _job_file_images(dataflow, job_file: str) -> set[str]:
-    job = dataflow.service.read_job_file(job_file)
-    pools = job["environment"]["workerPools"]
-    return {p["workerHarnessContainerImage"] for p in pools} | {
-        image["containerImage"] for p in pools for image in p.get("sdkHarnessContainerImages", ())
-    }
+    return workers_images(dataflow.service.read_job_file(job_file))
 
 
-def _launch(dataflow, spec: str, job_name: str, parameters: dict[str, str]):
-    before = len(dataflow.service.launches)
+def _launch(dataflow: LocalDataflow, spec: str, job_name: str, parameters: dict[str, str]):
+    """gcloud's launch, then the job once its launcher ended, as the service holds it, and that launcher's run."""
     done = dataflow.run_template(job_name, spec, parameters)
-    return done, dataflow.service.launches[before:]
+    if done.returncode != 0:
+        return done, None, []
+    job_id = json.loads(done.stdout)["job"]["id"]
+    record = dataflow.service.settled(job_id)
+    return done, record, [launch for launch in dataflow.service.launches if launch.job_id == job_id]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_each_pattern_launches_with_the_template_image_as_the_workers_sdk_container(dataflow, spec, pattern):
-    parameters = pattern_parameters(pattern)
-    done, launches = _launch(dataflow, spec, f"{pattern.replace('_', '-')}-job", parameters)
-    assert done.returncode == 0, done.stderr + "".join(launch.stderr for launch in launches)
-    job = json.loads(done.stdout)["job"]
+    parameters = {**pattern_parameters(pattern), "sdk_container_image": IMAGE}
+    done, record, launches = _launch(dataflow, spec, f"{pattern.replace('_', '-')}-job", parameters)
+    assert done.returncode == 0, done.stderr
     (launch,) = launches
-    assert job["id"] == launch.job_id and job["type"] == "JOB_TYPE_BATCH"
+    assert record.state == "JOB_STATE_RUNNING", launch.stderr
+    queued = json.loads(done.stdout)["job"]
+    assert queued["id"] == launch.job_id and queued["currentState"] == "JOB_STATE_QUEUED"
     assert launch.command[:2] == ("python", "/template/main.py")
     assert set(LAUNCHER_FLAGS) <= set(launch.command)
     assert f"--model_uris={parameters['model_uris']}" in launch.command, "^~^ kept the commas of model_uris"
-    assert f"--template_location=gs://local-tfx-inference/staging/template_launches/{job['id']}/job_object" in (
+    assert f"--template_location=gs://local-tfx-inference/staging/template_launches/{queued['id']}/job_object" in (
         launch.command
     )
     assert f"written for DataflowRunner as the job file {launch.job_file}" in launch.stdout
     assert _job_file_images(dataflow, launch.job_file) == {IMAGE}
+    # As a user reads it: the job's type and its workers' image from the service, through the real gcloud.
+    described = dataflow.describe(queued["id"], full=True)
+    assert (described["currentState"], described["type"]) == ("JOB_STATE_RUNNING", "JOB_TYPE_BATCH")
+    assert workers_images(described) == {IMAGE}
 
 
 @pytest.mark.slow
 def test_the_launcher_reads_only_saved_model_pb(dataflow, spec):
-    done, _ = _launch(dataflow, spec, "keyed-cache", pattern_parameters("keyed"))
-    assert done.returncode == 0, done.stderr
+    done, record, _ = _launch(dataflow, spec, "keyed-cache", pattern_parameters("keyed"))
+    assert done.returncode == 0 and record.state == "JOB_STATE_RUNNING", done.stderr
     cache = Path(os.environ["TFX_INFERENCE_MODEL_CACHE"])
     staged = sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file() and p.suffix != ".lock")
     assert staged and all(path.endswith("/saved_model.pb") for path in staged), staged
 
 
 @pytest.mark.slow
-def test_a_streaming_launch_writes_a_streaming_job(dataflow, spec):
+def test_a_streaming_launch_is_a_streaming_job_as_its_job_file_says(dataflow, spec):
     parameters = {
         "pattern": "keyed",
         "model_uris": "gs://local-tfx-inference/models/multiply_by_5",
@@ -253,38 +266,138 @@ def test_a_streaming_launch_writes_a_streaming_job(dataflow, spec):
         "output_topic": "projects/local-project/topics/tfx-inference-predictions",
         "dead_letter_topic": "projects/local-project/topics/tfx-inference-dead-letters",
     }
-    done, (launch,) = _launch(dataflow, spec, "keyed-streaming", parameters)
-    assert done.returncode == 0, done.stderr + launch.stderr
-    assert json.loads(done.stdout)["job"]["type"] == "JOB_TYPE_STREAMING"
+    done, record, (launch,) = _launch(dataflow, spec, "keyed-streaming", parameters)
+    assert done.returncode == 0 and record.state == "JOB_STATE_RUNNING", done.stderr + launch.stderr
+    assert "type" not in json.loads(done.stdout)["job"], "the type is known only once the launcher wrote the job"
     assert dataflow.service.read_job_file(launch.job_file)["type"] == "JOB_TYPE_STREAMING"
+    assert dataflow.describe(launch.job_id)["type"] == "JOB_TYPE_STREAMING"
     assert _job_file_images(dataflow, launch.job_file) == {IMAGE}
 
 
 @pytest.mark.parametrize(
-    ("parameters", "message"),
+    ("parameters", "name", "description"),
     [
-        ({"pattern": "keyed", "model_uris": "s3://bucket/m"}, "Parameter 'model_uris' value 's3://bucket/m' does not"),
-        ({"model_uris": "gs://local-tfx-inference/m"}, "Missing required parameter 'pattern'"),
-        ({"pattern": "sideways", "model_uris": "gs://local-tfx-inference/m"}, "Parameter 'pattern' value 'sideways'"),
-        ({"pattern": "keyed", "model_uris": "gs://local-tfx-inference/m", "colour": "red"}, "'colour'"),
+        ({"pattern": "keyed", "model_uris": "s3://bucket/m"}, "model_uris", "Parameter didn't match regex '^"),
+        ({"model_uris": "gs://local-tfx-inference/m"}, "pattern", "Missing required parameter"),
+        ({"pattern": "sideways", "model_uris": "gs://local-tfx-inference/m"}, "pattern", "Parameter value 'sideways'"),
     ],
-    ids=["regex", "required", "enum", "unknown"],
+    ids=["regex", "required", "enum"],
 )
-def test_a_bad_parameter_is_refused_before_any_launcher_runs(dataflow, spec, parameters, message):
-    done, launches = _launch(dataflow, spec, "refused", parameters)
-    assert done.returncode != 0 and launches == []
-    assert "INVALID_ARGUMENT: Invalid template parameters" in done.stderr and message in done.stderr
+def test_a_bad_declared_parameter_fails_the_request_itself_before_any_job(
+    dataflow, spec, parameters, name, description
+):
+    """As the real gcloud prints the service's refusal: the status and message, then each parameterViolation of
+    the InvalidTemplateParameters detail."""
+    jobs = len(dataflow.service.jobs)
+    done, _, launches = _launch(dataflow, spec, "refused", parameters)
+    assert done.returncode == 1 and launches == [] and len(dataflow.service.jobs) == jobs
+    first, *details = done.stderr.splitlines()
+    assert first == "ERROR: (gcloud.dataflow.flex-template.run) INVALID_ARGUMENT: The template parameters are invalid."
+    assert details[0] == "- '@type': type.googleapis.com/google.dataflow.v1beta3.InvalidTemplateParameters"
+    assert f"  - description: {description}" in "\n".join(details) and f"    parameter: {name}" in details
 
 
 @pytest.mark.slow
-def test_a_failing_launcher_gives_no_job(dataflow, spec):
+def test_a_failing_launcher_gives_a_job_that_fails_later_with_its_console_log(dataflow, spec):
+    """What a user meets: gcloud launches a queued job; the job fails once main.py has failed in the launcher,
+    its messages say so and where the console log is, and tools/await_job.sh shows that log, main.py's own
+    error in it."""
     parameters = {**pattern_parameters("keyed"), "model_uris": "gs://local-tfx-inference/models/nothing_here"}
-    done, (launch,) = _launch(dataflow, spec, "keyed-no-model", parameters)
-    assert done.returncode != 0 and launch.returncode == 2
-    assert "Template launch failed: python exited with status 2" in done.stderr
-    assert "has no readable saved_model.pb" in done.stderr
-    console_log = launch.job_file.rsplit("/", 1)[0] + "/console_logs"
-    assert f"Console log: {console_log}" in done.stderr
+    done = dataflow.run_template("keyed-no-model", spec, parameters)
+    assert done.returncode == 0, done.stderr
+    job_id = json.loads(done.stdout)["job"]["id"]
+    waited = dataflow.await_job(job_id)
+    assert waited.returncode == 1 and waited.stdout == ""
+    console_log = f"gs://local-tfx-inference/staging/template_launches/{job_id}/console_logs"
+    messages = [f"Console log from launcher will be available at {console_log}.", LAUNCHER_FAILED]
+    assert dataflow.job_messages(job_id) == messages
+    before_log, log = waited.stderr.split(f"--- the launcher's console log, {console_log}:\n")
+    assert before_log == "\n".join([f"job {job_id}: JOB_STATE_FAILED", *messages]) + "\n"
+    assert "has no readable saved_model.pb" in log
+    (launch,) = [launch for launch in dataflow.service.launches if launch.job_id == job_id]
+    assert launch.returncode == 2 and log == launch.stdout + launch.stderr
+
+
+@pytest.mark.slow
+def test_await_job_returns_once_a_good_launch_runs(dataflow, spec):
+    done = dataflow.run_template("keyed-awaited", spec, pattern_parameters("keyed"))
+    job_id = json.loads(done.stdout)["job"]["id"]
+    waited = dataflow.await_job(job_id)
+    assert (waited.returncode, waited.stdout, waited.stderr) == (0, f"job {job_id}: JOB_STATE_RUNNING\n", "")
+
+
+def _launcher_image(tmp_path: Path, script: str) -> Path:
+    """A template image whose entry file is `script`, as a Dockerfile the stand-in reads."""
+    (tmp_path / "main.py").write_text(script)
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "FROM python:3.11-slim-bookworm\nWORKDIR /template\nCOPY main.py ./\n"
+        "ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py\n"
+    )
+    return dockerfile
+
+
+@pytest.fixture
+def other_launcher(dataflow, tmp_path):
+    """The same bucket and spec launched through a second stand-in whose image runs another entry file."""
+    servers = []
+
+    def start(script: str, launch_timeout: float) -> LocalDataflow:
+        service = FlexTemplateService(
+            dataflow.storage, dockerfile=_launcher_image(tmp_path, script), launch_timeout=launch_timeout
+        )
+        server = serve(service)
+        servers.append(server)
+        env = configure_gcloud(tmp_path / "gcloud", f"http://127.0.0.1:{server.server_port}", PROJECT)
+        return LocalDataflow(dataflow.storage, service, env)
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def test_a_launcher_that_writes_no_job_file_fails_the_job_as_the_service_does(other_launcher, spec):
+    standin = other_launcher("print('building nothing')\n", launch_timeout=60)
+    done = standin.run_template("no-job-file", spec, pattern_parameters("keyed"))
+    assert done.returncode == 0, done.stderr
+    job_id = json.loads(done.stdout)["job"]["id"]
+    waited = standin.await_job(job_id)
+    assert waited.returncode == 1
+    job_file = f"gs://local-tfx-inference/staging/template_launches/{job_id}/job_object"
+    assert standin.job_messages(job_id)[-1] == (
+        f"Failed to read the job file : {job_file} with error message: (stand-in): "
+        f"Unable to open template file: {job_file}.."
+    )
+    assert waited.stderr.endswith("console_logs:\nbuilding nothing\n")
+
+
+def test_a_launcher_past_the_launch_timeout_is_killed_and_fails_the_job(other_launcher, spec):
+    script = "import time\nprint('loading a big model', flush=True)\ntime.sleep(60)\n"
+    standin = other_launcher(script, launch_timeout=3)
+    done = standin.run_template("too-slow", spec, pattern_parameters("keyed"))
+    assert done.returncode == 0, done.stderr
+    job_id = json.loads(done.stdout)["job"]["id"]
+    waited = standin.await_job(job_id)
+    assert waited.returncode == 1
+    result = f"gs://local-tfx-inference/staging/template_launches/{job_id}/operation_result"
+    assert standin.job_messages(job_id)[-1].startswith(
+        f"Timeout in polling result file: {result}. Possible causes are:\n1. Your launch takes too long time to finish."
+    )
+    assert waited.stderr.endswith("console_logs:\nloading a big model\n")
+    (launch,) = standin.service.launches
+    assert launch.returncode is None
+
+
+@pytest.mark.slow
+def test_a_running_job_is_cancelled_by_gcloud_and_a_finished_one_refuses(dataflow, spec):
+    done, record, _ = _launch(dataflow, spec, "keyed-cancel", pattern_parameters("keyed"))
+    assert record.state == "JOB_STATE_RUNNING", done.stderr
+    job_id = record.job.id
+    cancel = ("dataflow", "jobs", "cancel", job_id, "--region=us-central1")
+    assert dataflow.gcloud(*cancel).returncode == 0
+    assert dataflow.describe(job_id)["currentState"] == "JOB_STATE_CANCELLED"
+    again = dataflow.gcloud(*cancel)
+    assert again.returncode != 0 and "already JOB_STATE_CANCELLED" in again.stderr
 
 
 @pytest.mark.slow
@@ -300,4 +413,6 @@ def test_make_launch_local():
         done.stdout
     )
     assert "launcher: python /template/main.py" in done.stdout and "--pattern=multi_sequence" in done.stdout
+    assert f"--sdk_container_image={IMAGE}" in done.stdout
+    assert re.search(r"job \S+ \(JOB_TYPE_BATCH\) JOB_STATE_RUNNING", done.stdout)
     assert f"workers' SDK container: {IMAGE}" in done.stdout

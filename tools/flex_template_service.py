@@ -1,30 +1,64 @@
-"""A local stand-in of the Dataflow Flex Template service: `flexTemplates.launch` answered on a loopback port.
+"""A local stand-in of the Dataflow Flex Template service: the launch request, then the job it makes, on loopback.
 
-The real `gcloud dataflow flex-template run` talks to it (its `api_endpoint_overrides/dataflow` points here). It
-does what the service does before a job exists: it reads the spec from Cloud Storage (the GCS emulator), checks
-the parameters against the spec's metadata (required ones, `regexes` with RE2, enum options) and refuses bad ones
-before any launcher runs, merges the spec's `defaultEnvironment` with the request's `environment`, and runs the
-Python launcher's contract: `python $FLEX_TEMPLATE_PYTHON_PY_FILE` (read from the Dockerfile), each parameter as
-`--name=value`, then the launcher's own flags, `--template_location=<staging>/template_launches/<job id>/job_object`
-among them. It answers with the job only when the launcher exited 0 and the job file is there.
+The real gcloud talks to it (its `api_endpoint_overrides/dataflow` points here): `flex-template run`, `jobs
+describe` (with `--full`), `jobs cancel` and `beta dataflow logs list`. A launch has two phases, as the service's:
 
-Where each fact about the launcher comes from:
-- request and response of `projects.locations.flexTemplates.launch` (launchParameter: jobName,
-  containerSpecGcsPath, parameters, environment; response: job): the Dataflow v1b3 REST reference, and the body
-  the real gcloud 528 sends (seen with `--log-http`);
+1. The request. The spec is read from Cloud Storage (the GCS emulator) and the parameters the metadata declares are
+   checked (required ones, `regexes` with RE2, enum options); a failed check fails the request itself, with
+   INVALID_ARGUMENT and "The template parameters are invalid.". Otherwise the answer is a job at once, queued.
+2. Afterwards, in a thread standing for the launcher VM: the Python launcher's contract runs (`python
+   $FLEX_TEMPLATE_PYTHON_PY_FILE`, read from the Dockerfile, each parameter as `--name=value`, then the options
+   the service sets, `--template_location=<staging>/template_launches/<job id>/job_object` among them); its
+   output becomes `console_logs` beside the job object, and the job moves on: to JOB_STATE_RUNNING with the job
+   file's type and environment, or to JOB_STATE_FAILED with the service's message when the launcher exits
+   non-zero, writes no job file, or runs past the launch timeout.
+
+Where each behaviour comes from:
+- the request and response of `projects.locations.flexTemplates.launch` (launchParameter: jobName,
+  containerSpecGcsPath, parameters, environment; response: job), `jobs.get` (view JOB_VIEW_SUMMARY, or
+  JOB_VIEW_ALL with the environment), `jobs.update` with requestedState JOB_STATE_CANCELLED and `jobs.messages.list`
+  (minimumImportance): the Dataflow v1b3 REST reference, and the requests the real gcloud 528 sends (seen with
+  `--log-http`); `jobs describe --help`: "Notable values that are only in the full view: Environment";
+- undeclared parameters passed on to the launcher, not refused: Google's own sample
+  (python-docs-samples dataflow/flex-templates/pipeline_with_dependencies) launches with `--parameters
+  sdk_container_image=...`, which no metadata declares, and mozilla/gcp-ingestion PR #1549 ("we don't have to
+  specify parameters");
+- a failed metadata check as HTTP 400 INVALID_ARGUMENT "The template parameters are invalid." with a
+  `google.dataflow.v1beta3.InvalidTemplateParameters` detail listing each parameter's violation ("Missing required
+  parameter", "Parameter didn't match regex '...'"): the error body in google-api-java-client's GoogleJsonErrorTest,
+  and gcloud's "INVALID_ARGUMENT: The template parameters are invalid. Details: <parameter>: Missing required
+  parameter" quoted in public reports;
+- a job returned at once, its launcher failing minutes later with the job message "Error occurred in the
+  launcher container: Template launch failed. See console logs." (ERROR) after "Console log from launcher will be
+  available at gs://<staging>/template_launches/<job id>/console_logs." (INFO): mozilla/gcp-ingestion PR #1899
+  and python-docs-samples issue #6245 (the job-message log);
+- "Failed to read the job file : <job_object> with error message: (...): Unable to open template file:
+  <job_object>.." when the launcher wrote none: python-docs-samples issues #4894 and #9153, and the Troubleshoot
+  Flex Templates page (docs.cloud.google.com/dataflow/docs/guides/troubleshoot-templates, updated 2026-03-04);
+- "Timeout in polling result file: <staging>/template_launches/<job id>/operation_result. Possible causes are:
+  ..." when the launcher takes too long, and the 10 minutes it is given: the same Troubleshoot page (the message)
+  and GoogleCloudPlatform/DataflowTemplates' FAQ ("Dataflow has a 10min timeout within which the launcher VM
+  logic should complete");
 - `python $FLEX_TEMPLATE_PYTHON_PY_FILE`, each parameter as `--name=value`: the Python launcher's logs
-  (`python_template_launcher.go`) in python-docs-samples issue 4891, and Google's Python flex template samples;
+  (`python_template_launcher.go`) in python-docs-samples issue #4891, and Google's Python Flex Template samples;
 - `--template_location=gs://<staging>/template_launches/<job id>/job_object` next to `--runner=DataflowRunner
   --project --region --job_name --staging_location --temp_location`: the launcher's "Executing: ..." log line
-  quoted in public notes (the Java launcher, whose flags are the camelCase of these: `--templateLocation`,
-  `--jobName`, `--stagingLocation`, `--serviceAccount`), the `console_logs` and `operation_result` files next to
-  the job object in public troubleshooting guides, and Beam's own DataflowRunner, which under
-  `--template_location` writes the job file there instead of submitting;
+  quoted in public notes (the Java launcher, whose flags are the camelCase of these), the Troubleshoot page's list
+  of options a template must not override (runner, project, job_name, template_location, region), and Beam's own
+  DataflowRunner, which under `--template_location` writes the job file there instead of submitting;
 - `--sdk_container_image` and `--service_account_email`: the Beam options of the merged environment's
-  `sdkContainerImage` and `serviceAccountEmail` (FlexTemplateRuntimeEnvironment), as issue 12 of this project
-  lists the launcher's flags;
-- parameters not declared in the metadata refused: python-docs-samples issue 4894 (a parameter had to be added
-  to metadata.json before the service accepted it).
+  `sdkContainerImage` and `serviceAccountEmail` (FlexTemplateRuntimeEnvironment).
+
+Assumptions, no public source found (the tests resting on one say so):
+- the other environment fields become the Beam options of ENVIRONMENT_OPTIONS and the flags of
+  `launcher_arguments` (experiments, streaming engine, private IPs, labels), and the spec's `defaultEnvironment`
+  is merged under the request's `environment`, field by field;
+- a launch with no staging location is refused here: the service would default to a bucket of its own;
+- `operation_result` holds `{"exitCode": N}` (the service reads it; its form is not published), and a launcher
+  killed by the timeout writes none;
+- a launched job stays JOB_STATE_RUNNING: no workers run here, so nothing finishes it but a cancel;
+- the INFO job message has importance JOB_MESSAGE_BASIC;
+- an enum parameter given a value outside its options is a violation "Parameter value '...' is not one of ...".
 
 gcloud writes objects with a multipart body whose boundary is single-quoted, which gcp-storage-emulator cannot
 parse, so Cloud Storage requests sent here are passed on to the emulator with the boundary double-quoted.
@@ -50,11 +84,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import re2
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_PATH = re.compile(r"^/v1b3/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/flexTemplates:launch$")
+JOB_PATH = re.compile(
+    r"^/v1b3/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/jobs/(?P<job>[^/]+)(?P<messages>/messages)?$"
+)
+# Dataflow gives the launcher VM 10 minutes (GoogleCloudPlatform/DataflowTemplates' FAQ).
+LAUNCH_TIMEOUT_SECONDS = 600.0
+TERMINAL_STATES = frozenset({"JOB_STATE_DONE", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_DRAINED"})
+IMPORTANCE = (
+    "JOB_MESSAGE_DEBUG",
+    "JOB_MESSAGE_DETAILED",
+    "JOB_MESSAGE_BASIC",
+    "JOB_MESSAGE_WARNING",
+    "JOB_MESSAGE_ERROR",
+)
+LAUNCHER_FAILED = "Error occurred in the launcher container: Template launch failed. See console logs."
 STORAGE_PREFIXES = ("/storage/v1/", "/upload/storage/v1/", "/download/storage/v1/", "/resumable/upload/storage/v1/")
 
 # FlexTemplateRuntimeEnvironment fields and the Beam pipeline option each becomes on the launcher's command line.
@@ -75,12 +124,17 @@ ENVIRONMENT_OPTIONS = {
 
 
 class LaunchRefused(Exception):
-    """The launch request fails as the service fails it: an HTTP status, a google.rpc status and a message."""
+    """A request fails as the service fails it: an HTTP status, a google.rpc status, a message and its details."""
 
-    def __init__(self, http_status: int, status: str, message: str):
+    def __init__(self, http_status: int, status: str, message: str, details: Sequence[Mapping] = ()):
         super().__init__(message)
         self.http_status = http_status
         self.status = status
+        self.details = list(details)
+
+    def body(self) -> dict:
+        error = {"code": self.http_status, "message": str(self), "status": self.status}
+        return {"error": {**error, "details": self.details} if self.details else error}
 
 
 @dataclass(frozen=True)
@@ -129,24 +183,27 @@ def launcher_from_dockerfile(dockerfile: Path) -> Launcher:
     return Launcher(py_file, dockerfile.parent / relative, env)
 
 
-def parameter_errors(metadata: Mapping, parameters: Mapping[str, str]) -> list[str]:
-    """Why the service would refuse these parameters: unknown, missing, a regex not matched, not an enum option."""
-    declared = {p["name"]: p for p in metadata.get("parameters", ())}
-    errors = [f"Unrecognized parameter {name!r}" for name in sorted(set(parameters) - set(declared))]
-    for name, spec in declared.items():
-        value = parameters.get(name)
+def parameter_violations(metadata: Mapping, parameters: Mapping[str, str]) -> list[dict[str, str]]:
+    """Each declared parameter the service would refuse, as InvalidTemplateParameters' parameterViolations: missing,
+    a regex not matched, not an enum option. Undeclared parameters pass: they go on to the launcher."""
+    violations = []
+    for spec in metadata.get("parameters", ()):
+        name, value = spec["name"], parameters.get(spec["name"])
         if value is None:
             if not spec.get("isOptional", False):
-                errors.append(f"Missing required parameter {name!r}")
+                violations.append({"parameter": name, "description": "Missing required parameter"})
             continue
-        for regex in spec.get("regexes", ()):
-            if not re2.fullmatch(regex, value):
-                errors.append(f"Parameter {name!r} value {value!r} does not match the regex {regex!r}")
-        if spec.get("paramType") == "ENUM":
-            options = [option["value"] for option in spec.get("enumOptions", ())]
-            if value not in options:
-                errors.append(f"Parameter {name!r} value {value!r} is not one of {', '.join(options)}")
-    return errors
+        violations += [
+            {"parameter": name, "description": f"Parameter didn't match regex '{regex}'"}
+            for regex in spec.get("regexes", ())
+            if not re2.fullmatch(regex, value)
+        ]
+        options = [option["value"] for option in spec.get("enumOptions", ())]
+        if spec.get("paramType") == "ENUM" and value not in options:
+            violations.append(
+                {"parameter": name, "description": f"Parameter value '{value}' is not one of {', '.join(options)}"}
+            )
+    return violations
 
 
 def merged_environment(default: Mapping, requested: Mapping) -> dict:
@@ -172,14 +229,51 @@ class Job:
 
 @dataclass(frozen=True)
 class Launch:
-    """One launcher run: the command as it would run in the image, how it ended, and the job file it was to write."""
+    """One launcher run: the command as it would run in the image, how it ended (returncode None: killed at the
+    launch timeout), and the job file it was to write."""
 
     job_id: str
     command: tuple[str, ...]
-    returncode: int
+    returncode: int | None
     stdout: str
     stderr: str
     job_file: str
+
+
+@dataclass
+class JobRecord:
+    """One job as the service holds it: made by a launch request, then moved on by its launcher or a cancel."""
+
+    job: Job
+    staging: str
+    created: str
+    state: str = "JOB_STATE_QUEUED"
+    state_time: str = ""
+    type: str | None = None
+    environment: dict = field(default_factory=dict)
+    messages: list[dict] = field(default_factory=list)
+    launched: threading.Event = field(default_factory=threading.Event)
+
+    def resource(self, view: str = "JOB_VIEW_SUMMARY") -> dict:
+        """The Job resource as jobs.get answers it; the environment only in the full view."""
+        job = {
+            "id": self.job.id,
+            "projectId": self.job.project,
+            "name": self.job.name,
+            "location": self.job.region,
+            "currentState": self.state,
+            "currentStateTime": self.state_time or self.created,
+            "createTime": self.created,
+        }
+        if self.type:
+            job["type"] = self.type
+        if view == "JOB_VIEW_ALL" and self.environment:
+            job["environment"] = self.environment
+        return job
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def launcher_arguments(job: Job, parameters: Mapping[str, str], environment: Mapping) -> list[str]:
@@ -214,8 +308,13 @@ def launcher_arguments(job: Job, parameters: Mapping[str, str], environment: Map
     return command
 
 
+def launch_folder(staging_location: str, job_id: str) -> str:
+    """Where the launcher writes the job object, its console log and its result."""
+    return f"{staging_location.rstrip('/')}/template_launches/{job_id}"
+
+
 def job_file_path(staging_location: str, job_id: str) -> str:
-    return f"{staging_location.rstrip('/')}/template_launches/{job_id}/job_object"
+    return f"{launch_folder(staging_location, job_id)}/job_object"
 
 
 def _split_gs(path: str) -> tuple[str, str]:
@@ -226,23 +325,36 @@ def _split_gs(path: str) -> tuple[str, str]:
 
 
 class FlexTemplateService:
-    """The launch logic, given the GCS emulator's address and the template image's Dockerfile."""
+    """The service's two phases, given the GCS emulator's address and the template image's Dockerfile."""
 
-    def __init__(self, storage: str, dockerfile: Path = ROOT / "Dockerfile", python: str = sys.executable):
+    def __init__(
+        self,
+        storage: str,
+        dockerfile: Path = ROOT / "Dockerfile",
+        python: str = sys.executable,
+        launch_timeout: float = LAUNCH_TIMEOUT_SECONDS,
+    ):
         from google.cloud import storage as gcs
 
         self.storage = storage.rstrip("/")
         self.launcher = launcher_from_dockerfile(dockerfile)
         self.python = python
+        self.launch_timeout = launch_timeout
         self.client = gcs.Client(
             project="stand-in", client_options={"api_endpoint": self.storage}, credentials=_anonymous()
         )
-        self.launches: list[Launch] = []  # what each launch ran, for tests and `make launch-local` to show
+        self.launches: list[Launch] = []  # each launcher run once it ended, for tests and `make launch-local`
+        self.jobs: dict[str, JobRecord] = {}
+        self._lock = threading.Lock()
 
     def _read(self, path: str) -> bytes | None:
         bucket, name = _split_gs(path)
         blob = self.client.bucket(bucket).blob(name)
         return blob.download_as_bytes() if blob.exists() else None
+
+    def _write(self, path: str, data: str) -> None:
+        bucket, name = _split_gs(path)
+        self.client.bucket(bucket).blob(name).upload_from_string(data)
 
     def read_job_file(self, path: str) -> dict:
         data = self._read(path)
@@ -251,7 +363,8 @@ class FlexTemplateService:
         return json.loads(data)
 
     def launch(self, project: str, region: str, request: Mapping) -> dict:
-        """projects.locations.flexTemplates.launch: the job, or LaunchRefused as the service would refuse it."""
+        """projects.locations.flexTemplates.launch: the spec and the declared parameters checked, then a queued
+        job at once, its launcher started on a thread; or LaunchRefused as the service refuses the request."""
         parameter = request.get("launchParameter") or {}
         job_name, spec_path = parameter.get("jobName"), parameter.get("containerSpecGcsPath")
         if not job_name or not spec_path:
@@ -268,59 +381,153 @@ class FlexTemplateService:
                 400, "FAILED_PRECONDITION", f"{spec_path} is not a Python Flex Template spec with an image"
             )
         parameters = dict(parameter.get("parameters") or {})
-        errors = parameter_errors(spec.get("metadata") or {}, parameters)
-        if errors:
-            raise LaunchRefused(
-                400,
-                "INVALID_ARGUMENT",
-                f"Invalid template parameters. The template parameters are invalid. Details: {'; '.join(errors)}",
-            )
+        violations = parameter_violations(spec.get("metadata") or {}, parameters)
+        if violations:
+            detail = {
+                "@type": "type.googleapis.com/google.dataflow.v1beta3.InvalidTemplateParameters",
+                "parameterViolations": violations,
+            }
+            raise LaunchRefused(400, "INVALID_ARGUMENT", "The template parameters are invalid.", [detail])
         environment = merged_environment(spec.get("defaultEnvironment") or {}, parameter.get("environment") or {})
         if request.get("validateOnly"):
             return {}
         job = Job(project, region, job_name, new_job_id())
         arguments = launcher_arguments(job, parameters, environment)
-        job_file = job_file_path(environment["stagingLocation"], job.id)
+        record = JobRecord(job, environment["stagingLocation"], _now())
+        with self._lock:
+            self.jobs[job.id] = record
+        threading.Thread(
+            target=self._run_launcher,
+            args=(record, arguments, environment, spec["image"]),
+            name=f"launcher-{job.id}",
+            daemon=True,
+        ).start()
+        return {"job": record.resource()}
+
+    def _run_launcher(self, record: JobRecord, arguments: list[str], environment: Mapping, image: str) -> None:
+        """The launcher VM: run the entry file, keep its console log, and move the job on by how it ended; the
+        job never stays queued, even when the stand-in itself fails."""
+        try:
+            self._launch_job(record, arguments, environment, image)
+        except Exception as error:
+            self._fail(record, f"(stand-in) the launch could not be carried out: {error!r}")
+        finally:
+            record.launched.set()
+
+    def _launch_job(self, record: JobRecord, arguments: list[str], environment: Mapping, image: str) -> None:
+        folder = launch_folder(record.staging, record.job.id)
+        console_log, result_file, job_file = (
+            f"{folder}/{name}" for name in ("console_logs", "operation_result", "job_object")
+        )
+        self._message(record, "JOB_MESSAGE_BASIC", f"Console log from launcher will be available at {console_log}.")
+        command = [self.python, str(self.launcher.local_py_file), *arguments]
         with tempfile.TemporaryDirectory(prefix="launcher-") as workdir:
-            done = subprocess.run(
-                [self.python, str(self.launcher.local_py_file), *arguments],
-                capture_output=True,
-                text=True,
-                cwd=workdir,
-                env={**os.environ, **self.launcher.env},
+            try:
+                done = subprocess.run(
+                    command,
+                    capture_output=True,
+                    text=True,
+                    cwd=workdir,
+                    env={**os.environ, **self.launcher.env},
+                    timeout=self.launch_timeout,
+                )
+                returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
+            except subprocess.TimeoutExpired as expired:
+                returncode, stdout, stderr = None, _text(expired.stdout), _text(expired.stderr)
+        self._write(console_log, stdout + stderr)
+        self.launches.append(
+            Launch(record.job.id, ("python", self.launcher.py_file, *arguments), returncode, stdout, stderr, job_file)
+        )
+        if returncode is None:
+            self._fail(
+                record,
+                f"Timeout in polling result file: {result_file}. Possible causes are:\n"
+                "1. Your launch takes too long time to finish. Please check the logs on stackdriver.\n"
+                f"2. Service account {environment.get('serviceAccountEmail', '(default)')} may not have enough "
+                f"permissions to pull\ncontainer image {image} or create new objects in {result_file}.\n"
+                "3. Transient errors occurred, please try again.",
             )
-        console_log = job_file.rsplit("/", 1)[0] + "/console_logs"
-        bucket, name = _split_gs(console_log)
-        self.client.bucket(bucket).blob(name).upload_from_string(done.stdout + done.stderr)
-        command = ("python", self.launcher.py_file, *arguments)
-        self.launches.append(Launch(job.id, command, done.returncode, done.stdout, done.stderr, job_file))
-        if done.returncode != 0:
-            tail = "\n".join(done.stderr.strip().splitlines()[-5:])
-            raise LaunchRefused(
-                400,
-                "FAILED_PRECONDITION",
-                f"Template launch failed: python exited with status "
-                f"{done.returncode}. Console log: {console_log}\n{tail}",
+            return
+        self._write(result_file, json.dumps({"exitCode": returncode}))
+        if returncode != 0:
+            self._fail(record, LAUNCHER_FAILED)
+            return
+        try:
+            job_object = self.read_job_file(job_file)
+        except FileNotFoundError:
+            self._fail(
+                record,
+                f"Failed to read the job file : {job_file} with error message: (stand-in): "
+                f"Unable to open template file: {job_file}..",
             )
-        if self._read(job_file) is None:
-            raise LaunchRefused(
-                400,
-                "FAILED_PRECONDITION",
-                f"Template launch failed: the launcher exited 0 but "
-                f"wrote no job file at {job_file}. Console log: {console_log}",
+            return
+        with self._lock:
+            if record.state not in TERMINAL_STATES:  # else cancelled while its launcher ran
+                record.type = job_object.get("type", "JOB_TYPE_UNKNOWN")
+                record.environment = job_object.get("environment", {})
+                record.state, record.state_time = "JOB_STATE_RUNNING", _now()
+
+    def _message(self, record: JobRecord, importance: str, text: str) -> None:
+        with self._lock:
+            number = len(record.messages) + 1
+            record.messages.append(
+                {
+                    "id": f"{record.job.id}-{number}",
+                    "time": _now(),
+                    "messageText": text,
+                    "messageImportance": importance,
+                }
             )
-        job_object = self.read_job_file(job_file)
-        return {
-            "job": {
-                "id": job.id,
-                "projectId": project,
-                "name": job_name,
-                "type": job_object.get("type", "JOB_TYPE_BATCH"),
-                "location": region,
-                "currentState": "JOB_STATE_QUEUED",
-                "createTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            }
-        }
+
+    def _fail(self, record: JobRecord, message: str) -> None:
+        self._message(record, "JOB_MESSAGE_ERROR", message)
+        with self._lock:
+            if record.state not in TERMINAL_STATES:
+                record.state, record.state_time = "JOB_STATE_FAILED", _now()
+
+    def record(self, project: str, region: str, job_id: str) -> JobRecord:
+        with self._lock:
+            record = self.jobs.get(job_id)
+        if record is None or (record.job.project, record.job.region) != (project, region):
+            raise LaunchRefused(404, "NOT_FOUND", f"(stand-in): Information about job {job_id} could not be found.")
+        return record
+
+    def get(self, project: str, region: str, job_id: str, view: str) -> dict:
+        """projects.locations.jobs.get."""
+        return self.record(project, region, job_id).resource(view)
+
+    def list_messages(self, project: str, region: str, job_id: str, minimum: str) -> dict:
+        """projects.locations.jobs.messages.list: the job's messages of at least `minimum` importance."""
+        record = self.record(project, region, job_id)
+        lowest = IMPORTANCE.index(minimum) if minimum in IMPORTANCE else 0
+        with self._lock:
+            messages = [m for m in record.messages if IMPORTANCE.index(m["messageImportance"]) >= lowest]
+        return {"jobMessages": messages}
+
+    def update(self, project: str, region: str, job_id: str, body: Mapping) -> dict:
+        """projects.locations.jobs.update, for a cancel (`gcloud dataflow jobs cancel`)."""
+        record = self.record(project, region, job_id)
+        if body.get("requestedState") != "JOB_STATE_CANCELLED":
+            raise LaunchRefused(400, "INVALID_ARGUMENT", "(stand-in): only a cancel is modelled")
+        with self._lock:
+            if record.state in TERMINAL_STATES:
+                raise LaunchRefused(
+                    400, "FAILED_PRECONDITION", f"Workflow modification failed: the job is already {record.state}."
+                )
+            record.state, record.state_time = "JOB_STATE_CANCELLED", _now()
+        return record.resource()
+
+    def settled(self, job_id: str, timeout: float = LAUNCH_TIMEOUT_SECONDS + 60) -> JobRecord:
+        """The job once its launcher has ended (for tests and `make launch-local`, which then read it as users do)."""
+        record = self.jobs[job_id]
+        if not record.launched.wait(timeout):
+            raise TimeoutError(f"the launcher of job {job_id} was still running after {timeout} s")
+        return record
+
+
+def _text(output: str | bytes | None) -> str:
+    """What a timed-out process had printed (TimeoutExpired keeps bytes even for a text-mode run)."""
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 def _anonymous():
@@ -368,36 +575,52 @@ def make_handler(service: FlexTemplateService) -> type[BaseHTTPRequestHandler]:
             passed = [(n, v) for n, v in reply_headers.items() if n.lower() in ("location", "x-goog-generation")]
             self._answer(status, data, reply_headers.get("Content-Type", "application/json"), passed)
 
-        def _launch(self) -> None:
-            match = LAUNCH_PATH.match(self.path.split("?", 1)[0])
-            if match is None:
-                error = {"code": 404, "message": f"{self.path} is not a method of this stand-in", "status": "NOT_FOUND"}
-                self._answer(404, json.dumps({"error": error}).encode())
-                return
+        def _answer_json(self, call) -> None:
             try:
-                response = service.launch(match["project"], match["region"], json.loads(self._body() or b"{}"))
-                self._answer(200, json.dumps(response).encode())
+                self._answer(200, json.dumps(call()).encode())
             except LaunchRefused as refused:
-                error = {"code": refused.http_status, "message": str(refused), "status": refused.status}
-                self._answer(refused.http_status, json.dumps({"error": error}).encode())
+                self._answer(refused.http_status, json.dumps(refused.body()).encode())
+
+        def _dataflow(self, method: str) -> None:
+            path, _, query = self.path.partition("?")
+            options = {name: values[-1] for name, values in parse_qs(query).items()}
+            launch, job = LAUNCH_PATH.match(path), JOB_PATH.match(path)
+            if method == "POST" and launch:
+                body = json.loads(self._body() or b"{}")
+                self._answer_json(lambda: service.launch(launch["project"], launch["region"], body))
+            elif method == "GET" and job and job["messages"]:
+                minimum = options.get("minimumImportance", "JOB_MESSAGE_DEBUG")
+                self._answer_json(lambda: service.list_messages(job["project"], job["region"], job["job"], minimum))
+            elif method == "GET" and job:
+                view = options.get("view", "JOB_VIEW_SUMMARY")
+                self._answer_json(lambda: service.get(job["project"], job["region"], job["job"], view))
+            elif method == "PUT" and job and not job["messages"]:
+                body = json.loads(self._body() or b"{}")
+                self._answer_json(lambda: service.update(job["project"], job["region"], job["job"], body))
+            else:
+                refused = LaunchRefused(404, "NOT_FOUND", f"{method} {path} is not a method of this stand-in")
+                self._answer(404, json.dumps(refused.body()).encode())
+
+        def _route(self, method: str) -> None:
+            if self.path.startswith(STORAGE_PREFIXES):
+                self._forward(method)
+            else:
+                self._dataflow(method)
 
         def do_GET(self) -> None:
-            self._forward("GET")
+            self._route("GET")
 
         def do_DELETE(self) -> None:
-            self._forward("DELETE")
+            self._route("DELETE")
 
         def do_PUT(self) -> None:
-            self._forward("PUT")
+            self._route("PUT")
 
         def do_PATCH(self) -> None:
-            self._forward("PATCH")
+            self._route("PATCH")
 
         def do_POST(self) -> None:
-            if self.path.startswith(STORAGE_PREFIXES):
-                self._forward("POST")
-            else:
-                self._launch()
+            self._route("POST")
 
     return Handler
 

@@ -165,6 +165,38 @@ class LocalDataflow:
             *flags,
         )
 
+    def describe(self, job_id: str, full: bool = False) -> dict:
+        """`gcloud dataflow jobs describe`, as JSON; with `full`, the whole job, its environment included."""
+        done = self.gcloud(
+            "dataflow", "jobs", "describe", job_id, f"--region={REGION}", "--format=json", *(["--full"] if full else [])
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"gcloud dataflow jobs describe {job_id} failed:\n{done.stderr}")
+        return json.loads(done.stdout)
+
+    def await_job(self, job_id: str, interval: int = 1) -> subprocess.CompletedProcess:
+        """tools/await_job.sh, as users wait for a job: until it runs (exit 0) or fails, with its console log."""
+        env = {**self.gcloud_env, "AWAIT_JOB_INTERVAL": str(interval)}
+        command = ["bash", str(ROOT / "tools" / "await_job.sh"), job_id, REGION]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+
+    def job_messages(self, job_id: str) -> list[str]:
+        """The job's messages, as `gcloud beta dataflow logs list --importance=detailed` lists them."""
+        done = self.gcloud(
+            "beta", "dataflow", "logs", "list", job_id, f"--region={REGION}", "--importance=detailed", "--format=json"
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"gcloud beta dataflow logs list {job_id} failed:\n{done.stderr}")
+        return [message["messageText"] for message in json.loads(done.stdout)]
+
+
+def workers_images(job: Mapping) -> set[str]:
+    """Every container a job's worker pools start, from its full description."""
+    pools = job.get("environment", {}).get("workerPools", [])
+    return {p["workerHarnessContainerImage"] for p in pools if p.get("workerHarnessContainerImage")} | {
+        image["containerImage"] for p in pools for image in p.get("sdkHarnessContainerImages", ())
+    }
+
 
 def registry_docker(bin_dir: Path, digest: str = DIGEST, calls: Path | None = None) -> Path:
     """A `docker` for the push step, answering as the daemon does after a push to a registry that gave the
@@ -256,16 +288,25 @@ def main(argv: list[str] | None = None) -> int:
         for data in ("numbers.csv", "with_bad_records.jsonl"):
             dataflow.service.client.bucket(BUCKET).blob(f"input/{data}").upload_from_filename(str(args.data / data))
         job_name = f"{args.pattern.replace('_', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
-        done = dataflow.run_template(job_name, spec, pattern_parameters(args.pattern))
-        for launch in dataflow.service.launches:
-            print("launcher:", " ".join(launch.command))
+        # The workers' image named at launch too, as Google's samples do: the job is certain of it whether or not
+        # the service reads the spec's defaultEnvironment.
+        parameters = {**pattern_parameters(args.pattern), "sdk_container_image": IMAGE}
+        done = dataflow.run_template(job_name, spec, parameters)
         if done.returncode != 0:
             print(done.stderr, file=sys.stderr)
             return 1
         job = json.loads(done.stdout)["job"]
-        job_file = dataflow.service.read_job_file(dataflow.service.launches[-1].job_file)
-        images = {pool["workerHarnessContainerImage"] for pool in job_file["environment"]["workerPools"]}
-        print(f"job {job['id']} ({job['type']}) accepted by gcloud; job file {dataflow.service.launches[-1].job_file}")
+        print(f"job {job['id']} {job['currentState']}: the launcher runs main.py")
+        waited = dataflow.await_job(job["id"])
+        for launch in dataflow.service.launches:
+            print("launcher:", " ".join(launch.command))
+        print(waited.stdout, end="")
+        if waited.returncode != 0:
+            print(waited.stderr, end="", file=sys.stderr)
+            return 1
+        job = dataflow.describe(job["id"], full=True)
+        images = workers_images(job)
+        print(f"job {job['id']} ({job['type']}) {job['currentState']}")
         print(f"workers' SDK container: {', '.join(sorted(images))}")
     return 0
 
