@@ -27,6 +27,10 @@ resource "google_dataflow_flex_template_job" "streaming" {
   subnetwork              = var.subnetwork
   ip_configuration        = var.subnetwork == null ? "WORKER_IP_PUBLIC" : "WORKER_IP_PRIVATE"
   kms_key_name            = var.kms_key_name
+  # The workers' image named by the launch too, not left to the spec's defaultEnvironment alone (nothing public
+  # says the service passes it on; Google's own samples pass sdk_container_image at launch). The precondition
+  # below holds the spec to the same image.
+  sdk_container_image = local.image
   # Drain, not cancel: the messages already pulled from the subscription are scored and published first.
   on_delete = "drain"
   labels    = local.labels

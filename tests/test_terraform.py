@@ -137,16 +137,18 @@ def test_terraform_passes_only_template_parameters():
     assert required <= set(job["parameters"])
 
 
-def test_terraform_writes_no_template_spec_and_leaves_the_worker_image_to_it():
+def test_terraform_writes_no_template_spec_and_names_the_workers_image_the_spec_must_name():
     """Cloud Build's template-spec step is the spec's one writer (tests/test_launch.py runs it): a second writer
-    at the same path would overwrite it, and a job's own sdk_container_image would override the spec's."""
+    at the same path would overwrite it. The job names image_digest's image for its workers, the image its
+    precondition holds the spec to, so the workers run it whether or not the service reads the spec's."""
     for path in TERRAFORM.glob("*.tf"):
         for resource in hcl2.load(path.open()).get("resource", []):
             for body in resource.get('"google_storage_bucket_object"', {}).values():
                 assert "template" not in str(body["name"]), f"{path.name} writes {body['name']}"
     job = _hcl("dataflow.tf")["resource"][0]['"google_dataflow_flex_template_job"']['"streaming"']
     assert job["container_spec_gcs_path"] == "${local.template_path}"
-    assert "sdk_container_image" not in job
+    assert job["sdk_container_image"] == "${local.image}"
+    assert "image == local.image" in str(job["lifecycle"])
     assert "metadata.json" not in (TERRAFORM / "main.tf").read_text()
 
 

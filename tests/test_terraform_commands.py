@@ -24,6 +24,9 @@ import hcl2
 import pytest
 import yaml
 
+from tools.flex_template_service import LAUNCHER_FAILED
+from tools.launch_local import IMAGE
+
 ROOT = Path(__file__).resolve().parent.parent
 TERRAFORM = ROOT / "terraform"
 KEY = "projects/my-project/locations/us-central1/keyRings/ring/cryptoKeys/key"
@@ -89,6 +92,7 @@ def recording_gcloud(tmp_path) -> tuple[dict, Path]:
     stub.write_text(
         "#!/usr/bin/env bash\n"
         f"{sys.executable} -c 'import json, sys; print(json.dumps(sys.argv[1:]))' \"$@\" >> {calls}\n"
+        'if [ "$1 $2" = "storage cat" ] && [ -n "$PUBLISHED_SPEC" ]; then cat "$PUBLISHED_SPEC"; exit; fi\n'
         f'if [ -n "$FORWARD_TO_GCLOUD" ]; then exec {real} "$@"; fi\n'
     )
     stub.chmod(0o755)
@@ -108,20 +112,38 @@ def _calls(path: Path) -> list[list[str]]:
 
 
 class _DataflowStandIn(BaseHTTPRequestHandler):
-    """projects.locations.flexTemplates.launch: records the request, answers with a job."""
+    """projects.locations.flexTemplates.launch: records the request, answers with a queued job; jobs.get answers
+    that job in `state`, and jobs.messages.list with the messages of a failed launch (the service's wording, see
+    tools/flex_template_service.py)."""
 
     requests: list[tuple[str, dict]] = []
+    state = "JOB_STATE_RUNNING"
+    JOB = {"id": "2026-01-01_00_00_00-1", "projectId": "my-project", "location": "us-central1"}
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.requests.append((self.path, body))
-        job = {"id": "2026-01-01_00_00_00-1", "name": body["launchParameter"]["jobName"], "projectId": "my-project"}
-        payload = json.dumps({"job": job}).encode()
+    def _answer(self, body: dict) -> None:
+        payload = json.dumps(body).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append((self.path, body))
+        name = body["launchParameter"]["jobName"]
+        self._answer({"job": {**self.JOB, "name": name, "currentState": "JOB_STATE_QUEUED"}})
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0].endswith("/messages"):
+            log = "gs://my-project-tfx-inference/staging/template_launches/2026-01-01_00_00_00-1/console_logs"
+            texts = [f"Console log from launcher will be available at {log}.", LAUNCHER_FAILED]
+            messages = [
+                {"id": str(i), "messageText": t, "messageImportance": "JOB_MESSAGE_ERROR"} for i, t in enumerate(texts)
+            ]
+            self._answer({"jobMessages": messages})
+        else:
+            self._answer({**self.JOB, "name": "n", "currentState": self.state})
 
     def log_message(self, *args) -> None:
         pass
@@ -131,6 +153,7 @@ class _DataflowStandIn(BaseHTTPRequestHandler):
 def dataflow_api() -> Iterator[tuple[str, list]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _DataflowStandIn)
     _DataflowStandIn.requests = []
+    _DataflowStandIn.state = "JOB_STATE_RUNNING"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/", _DataflowStandIn.requests
     server.shutdown()
@@ -147,16 +170,24 @@ def test_run_command_runs_as_printed(tmp_path, recording_gcloud, dataflow_api, o
     env, calls = recording_gcloud
     endpoint, requests = dataflow_api
     printed = render("run_command.sh.tftpl", {**DEFAULT_DEPLOYMENT, **overrides}, tmp_path)
-    env = {**env, "FORWARD_TO_GCLOUD": "1", "CLOUDSDK_API_ENDPOINT_OVERRIDES_DATAFLOW": endpoint}
+    (tmp_path / "spec.json").write_text(json.dumps({"image": IMAGE}))
+    env = {
+        **env,
+        "FORWARD_TO_GCLOUD": "1",
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_DATAFLOW": endpoint,
+        "PUBLISHED_SPEC": str(tmp_path / "spec.json"),
+    }
 
-    # As the README runs it (`terraform output -raw run_command | bash`), then pasted into a shell.
+    # As the README runs it (`terraform output -raw run_command | bash`), then pasted into a shell; from the
+    # repository root, where tools/await_job.sh is.
     for run in (["bash"], ["bash", "-c", printed]):
-        done = subprocess.run(run, input=printed, capture_output=True, text=True, env=env, timeout=120)
+        done = subprocess.run(run, input=printed, capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
         assert done.returncode == 0, done.stderr
+        assert done.stdout == "job 2026-01-01_00_00_00-1: JOB_STATE_RUNNING\n", "it waited for the job to run"
 
     bucket = "gs://my-project-tfx-inference"
-    for argv, (path, body) in zip(_calls(calls), requests, strict=True):
-        assert argv[:3] == ["dataflow", "flex-template", "run"]
+    launches = [argv for argv in _calls(calls) if argv[:3] == ["dataflow", "flex-template", "run"]]
+    for argv, (path, body) in zip(launches, requests, strict=True):
         job_name = argv[3]  # bash ran $(date ...) and removed the quotes
         assert re.fullmatch(r"tfx-inference-keyed-\d{8}-\d{6}", job_name), job_name
         assert path.split("?")[0] == "/v1b3/projects/my-project/locations/us-central1/flexTemplates:launch"
@@ -168,6 +199,7 @@ def test_run_command_runs_as_printed(tmp_path, recording_gcloud, dataflow_api, o
             "model_uris": f"{bucket}/models/multiply_by_5",
             "input": f"{bucket}/input/numbers.csv",
             "output": f"{bucket}/output/keyed",
+            "sdk_container_image": IMAGE,
         }
         environment = launch["environment"]
         assert environment["serviceAccountEmail"] == "tfx-inference-worker@my-project.iam.gserviceaccount.com"
@@ -177,6 +209,29 @@ def test_run_command_runs_as_printed(tmp_path, recording_gcloud, dataflow_api, o
         private = "subnetwork" in overrides
         assert environment.get("ipConfiguration") == ("WORKER_IP_PRIVATE" if private else None)
     assert len(requests) == 2
+    assert [argv[:2] for argv in _calls(calls)].count(["storage", "cat"]) == 2, "the image read from the spec"
+
+
+def test_run_command_fails_with_the_launchers_messages_when_the_job_fails(tmp_path, recording_gcloud, dataflow_api):
+    if shutil.which("gcloud") is None:
+        pytest.skip("gcloud is not installed: the launch request is checked with the real client")
+    env, _ = recording_gcloud
+    endpoint, _ = dataflow_api
+    _DataflowStandIn.state = "JOB_STATE_FAILED"
+    printed = render("run_command.sh.tftpl", DEFAULT_DEPLOYMENT, tmp_path)
+    (tmp_path / "spec.json").write_text(json.dumps({"image": IMAGE}))
+    env = {
+        **env,
+        "FORWARD_TO_GCLOUD": "1",
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_DATAFLOW": endpoint,
+        "PUBLISHED_SPEC": str(tmp_path / "spec.json"),
+    }
+    done = subprocess.run(["bash"], input=printed, capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("job 2026-01-01_00_00_00-1: JOB_STATE_FAILED\n")
+    assert LAUNCHER_FAILED in done.stderr
+    console_log = "gs://my-project-tfx-inference/staging/template_launches/2026-01-01_00_00_00-1/console_logs"
+    assert f"--- the launcher's console log, {console_log}:" in done.stderr
 
 
 def test_build_command_runs_as_printed_as_the_build_account(tmp_path, recording_gcloud):
