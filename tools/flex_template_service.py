@@ -6,7 +6,8 @@ the parameters against the spec's metadata (required ones, `regexes` with RE2, e
 before any launcher runs, merges the spec's `defaultEnvironment` with the request's `environment`, and runs the
 Python launcher's contract: `python $FLEX_TEMPLATE_PYTHON_PY_FILE` (read from the Dockerfile), each parameter as
 `--name=value`, then the launcher's own flags, `--template_location=<staging>/template_launches/<job id>/job_object`
-among them. It answers with the job only when the launcher exited 0 and the job file is there.
+among them. It answers with the job only when the launcher exited 0 and the job file is there; the job's type
+(batch or streaming) is the one that job file names, as Beam's DataflowRunner wrote it.
 
 Where each fact about the launcher comes from:
 - request and response of `projects.locations.flexTemplates.launch` (launchParameter: jobName,
@@ -315,7 +316,7 @@ class FlexTemplateService:
                 "id": job.id,
                 "projectId": project,
                 "name": job_name,
-                "type": job_object.get("type", "JOB_TYPE_BATCH"),
+                "type": job_object["type"],
                 "location": region,
                 "currentState": "JOB_STATE_QUEUED",
                 "createTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
