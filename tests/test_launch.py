@@ -307,14 +307,15 @@ def test_a_bad_parameter_is_refused_before_any_launcher_runs(dataflow, spec, par
 
 
 @pytest.mark.slow
-def test_a_failing_launcher_gives_no_job(dataflow, spec):
+def test_a_failing_launcher_fails_the_launch_with_its_own_error(dataflow, spec):
+    """What the user sees from the real gcloud: a failed command and the launcher's own error. The real service
+    answers such a launch with a job that fails minutes later (issue 26, where the stand-in is to learn this); until
+    then only the exit status and the launcher's words are checked, not the stand-in's wording around them."""
     parameters = {**pattern_parameters("keyed"), "model_uris": "gs://local-tfx-inference/models/nothing_here"}
     done, (launch,) = _launch(dataflow, spec, "keyed-no-model", parameters)
-    assert done.returncode != 0 and launch.returncode == 2
-    assert "Template launch failed: python exited with status 2" in done.stderr
-    assert "has no readable saved_model.pb" in done.stderr
-    console_log = launch.job_file.rsplit("/", 1)[0] + "/console_logs"
-    assert f"Console log: {console_log}" in done.stderr
+    assert launch.returncode == 2, launch.stderr
+    assert done.returncode == 1 and done.stdout == ""
+    assert "gs://local-tfx-inference/models/nothing_here has no readable saved_model.pb" in done.stderr
 
 
 @pytest.mark.slow
