@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
 
 import pytest
 
@@ -71,7 +73,7 @@ def test_progress_off_prints_none(run_main, demo_models, long_input):
     assert "progress" not in run.stderr and run.stderr == ""
 
 
-def test_counts_from_several_senders_add_up_and_a_lost_datagram_costs_only_delay():
+def test_counts_from_several_senders_add_up():
     with ProgressBoard(input_bytes=1000, stream=None, plain_every=3600) as board:
         senders = [board.counts() for _ in range(3)]
         for i, sender in enumerate(senders):
@@ -81,6 +83,55 @@ def test_counts_from_several_senders_add_up_and_a_lost_datagram_costs_only_delay
         senders[0].add("records_read", 5)
         assert wait_until(lambda: board.snapshot().records_read == 65, seconds=5), "totals, not increments"
         assert board.snapshot().bytes_read == 300
+
+
+class LossyRelay:
+    """A loopback UDP hop between a sender and the board that drops the one datagram it is told to."""
+
+    def __init__(self, board: tuple[str, int]):
+        self._board = board
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.settimeout(0.2)
+        self.address = self._socket.getsockname()
+        self.drop_next = threading.Event()
+        self.dropped: list[bytes] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._relay, daemon=True)
+
+    def _relay(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                data = self._socket.recv(65536)
+            except TimeoutError:
+                continue
+            if self.drop_next.is_set():
+                self.dropped.append(data)
+                self.drop_next.clear()
+            else:
+                self._socket.sendto(data, self._board)
+
+    def __enter__(self) -> LossyRelay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+        self._socket.close()
+
+
+def test_a_lost_datagram_costs_only_delay():
+    with ProgressBoard(input_bytes=None, stream=None, plain_every=3600) as board, LossyRelay(board.address) as relay:
+        sender = ProgressCounts(relay.address)
+        sender.add("records_read", 10)
+        assert wait_until(lambda: board.snapshot().records_read == 10, seconds=5)
+        relay.drop_next.set()
+        sender.add("records_read", 5)
+        assert wait_until(lambda: relay.dropped, seconds=5)
+        assert board.snapshot().records_read == 10, "the datagram carrying 15 never arrived"
+        sender.add("records_read", 1)
+        assert wait_until(lambda: board.snapshot().records_read == 16, seconds=5), board.snapshot()
 
 
 def test_a_progress_line_says_the_share_read_and_what_is_left():

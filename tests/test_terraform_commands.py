@@ -3,9 +3,10 @@ their templates, executed by bash with a `gcloud` on PATH that records its argv,
 on to the real gcloud, whose request lands on a loopback stand-in of the Dataflow API.
 
 Rendering: the outputs are `templatefile(<template>, local.command_values)`. The test renders the same
-templates with `terraform apply` of a provider-less configuration, with the values the provider would give
-the resources of a default deployment of project my-project (a service account's email is
-ACCOUNT_ID@PROJECT.iam.gserviceaccount.com); it checks that these are the names `local.command_values` has."""
+templates with `terraform apply` of a provider-less configuration, with the values of a default deployment of
+project my-project, written out below; it checks that Terraform evaluates `local.command_values` to exactly
+these, given what the provider gives the resources it reads (a service account's email is
+ACCOUNT_ID@PROJECT.iam.gserviceaccount.com, made by IAM from the two: google.cloud.iam_admin_v1 ServiceAccount)."""
 
 from __future__ import annotations
 
@@ -49,36 +50,101 @@ DEFAULT_DEPLOYMENT = {
 }
 
 
+_RESOURCE_ATTRIBUTE = re.compile(r"\b(google_\w+)\.(\w+)\.(\w+)\b")
+_LOCAL = re.compile(r"\blocal\.(\w+)")
+
+
 def _outputs() -> dict:
     with open(TERRAFORM / "outputs.tf") as f:
         document = hcl2.load(f)
     return {name.strip('"'): body for entry in document["output"] for name, body in entry.items()}
 
 
-def test_the_outputs_render_their_templates_with_the_values_the_test_uses():
+def _expression(value: str) -> str:
+    """An expression as python-hcl2 reads it, written back as Terraform source."""
+    return value[2:-1] if value.startswith("${") and value.endswith("}") else value
+
+
+def _configuration() -> tuple[dict[str, dict], dict[str, str]]:
+    """Every resource body by `type.name`, and every local value's expression by name, as Terraform source."""
+    resources, locals_ = {}, {}
+    for path in sorted(TERRAFORM.glob("*.tf")):
+        with open(path) as f:
+            document = hcl2.load(f)
+        for entry in document.get("resource", []):
+            for quoted_type, instances in entry.items():
+                for quoted_name, body in instances.items():
+                    resources[f"{quoted_type.strip(chr(34))}.{quoted_name.strip(chr(34))}"] = body
+        for entry in document.get("locals", []):
+            locals_.update({n: v for n, v in entry.items() if not n.startswith("__") and isinstance(v, str)})
+    return resources, locals_
+
+
+def _provider_gives(match: re.Match, resources: dict[str, dict]) -> str:
+    """What the provider gives for `type.name.attribute` after an apply, from the resource's own arguments."""
+    kind, name, attribute = match.groups()
+    body = resources[f"{kind}.{name}"]
+    if kind == "google_service_account" and attribute == "email":
+        return f'"${{{_expression(body["account_id"])}}}@${{var.project_id}}.iam.gserviceaccount.com"'
+    assert attribute in body, f"say what the provider gives for {match[0]}: it is not an argument of {kind}.{name}"
+    return f"({_expression(body[attribute])})"
+
+
+def command_values_as_terraform_evaluates(workdir: Path, **variables: str) -> dict:
+    """`local.command_values` evaluated by Terraform with variables.tf and the local values it reads, each resource
+    attribute replaced by what the provider gives for it."""
     with open(TERRAFORM / "outputs.tf") as f:
-        values = hcl2.load(f)["locals"][0]["command_values"]
-    assert set(values) == set(DEFAULT_DEPLOYMENT)
+        command_values = hcl2.load(f)["locals"][0]["command_values"]
+    resources, locals_ = _configuration()
+
+    def source(value: str) -> str:
+        return _RESOURCE_ATTRIBUTE.sub(lambda m: _provider_gives(m, resources), _expression(value))
+
+    values = "\n".join(f"    {key} = {source(value)}" for key, value in command_values.items())
+    needed, todo = {}, _LOCAL.findall(values)
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed[name] = source(locals_[name])
+            todo += _LOCAL.findall(needed[name])
+    local_values = "\n".join(f"  {name} = {expression}" for name, expression in needed.items())
+    shutil.copy(TERRAFORM / "variables.tf", workdir)
+    (workdir / "main.tf").write_text(
+        f"locals {{\n{local_values}\n  command_values = {{\n{values}\n  }}\n}}\n"
+        'output "command_values" {\n  value = local.command_values\n}\n'
+    )
+    arguments = [f"-var={name}={value}" for name, value in variables.items()]
+    return json.loads(_terraform_apply(workdir, "command_values", "-json", *arguments))
+
+
+def test_the_outputs_render_their_templates_with_the_values_the_test_uses(tmp_path):
+    assert command_values_as_terraform_evaluates(tmp_path, project_id="my-project") == DEFAULT_DEPLOYMENT
     outputs = _outputs()
     for name in ("run_command", "build_command"):
         expected = f'${{templatefile("${{path.module}}/{name}.sh.tftpl", local.command_values)}}'
         assert outputs[name]["value"] == expected
 
 
-def render(template: str, values: dict, workdir: Path) -> str:
-    """The template as Terraform renders it, with `values` for `local.command_values`."""
+def _terraform_apply(workdir: Path, output: str, output_format: str, *arguments: str) -> str:
+    """`terraform apply` of a provider-less configuration in `workdir`, then one of its outputs."""
     terraform = shutil.which("terraform")
     if terraform is None:
-        pytest.skip("terraform is not installed (Terraform >= 1.5 renders the command templates)")
+        pytest.skip("terraform is not installed (Terraform >= 1.5 evaluates the outputs and renders the templates)")
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull}
+    apply = ["apply", "-auto-approve", "-input=false", "-no-color", *arguments]
+    for args in (apply, ["output", output_format, output]):
+        done = subprocess.run([terraform, f"-chdir={workdir}", *args], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def render(template: str, values: dict, workdir: Path) -> str:
+    """The template as Terraform renders it, with `values` for `local.command_values`."""
     (workdir / "values.json").write_text(json.dumps(values))
     (workdir / "main.tf").write_text(
         f'output "command" {{\n  value = templatefile("{TERRAFORM / template}", jsondecode(file("values.json")))\n}}\n'
     )
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull}
-    for args in (["apply", "-auto-approve", "-input=false", "-no-color"], ["output", "-raw", "command"]):
-        done = subprocess.run([terraform, f"-chdir={workdir}", *args], capture_output=True, text=True, env=env)
-        assert done.returncode == 0, done.stderr
-    return done.stdout
+    return _terraform_apply(workdir, "command", "-raw")
 
 
 @pytest.fixture

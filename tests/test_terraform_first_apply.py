@@ -112,17 +112,20 @@ def read_configuration(directory: Path) -> tuple[dict[str, Block], dict[str, str
     return blocks, locals_
 
 
+def references(
+    text: str, blocks: dict[str, Block], locals_: dict[str, str], seen: frozenset[str] = frozenset()
+) -> set[str]:
+    """The blocks an expression refers to, whatever attribute it reads, directly or through local values."""
+    found = {ref for ref in _REFERENCE.findall(text) if ref in blocks}
+    for name in set(_LOCAL.findall(text)) - seen:
+        found |= references(locals_.get(name, ""), blocks, locals_, seen | {name})
+    return found
+
+
 def depends_on_graph(blocks: dict[str, Block], locals_: dict[str, str]) -> dict[str, set[str]]:
     """Each block's direct dependencies, as Terraform finds them: depends_on and every reference in its
     expressions, through local values."""
-
-    def references(text: str, seen: frozenset[str] = frozenset()) -> set[str]:
-        found = {ref for ref in _REFERENCE.findall(text) if ref in blocks}
-        for name in set(_LOCAL.findall(text)) - seen:
-            found |= references(locals_.get(name, ""), seen | {name})
-        return found
-
-    return {address: references(block.text) - {address} for address, block in blocks.items()}
+    return {address: references(block.text, blocks, locals_) - {address} for address, block in blocks.items()}
 
 
 def upstream(graph: dict[str, set[str]], address: str) -> set[str]:
@@ -195,11 +198,15 @@ def test_a_resource_that_races_its_api_is_caught(tmp_path):
 # 2. Cloud Build's identity.
 
 
-def _grants(blocks: dict[str, Block], account: str) -> set[tuple[str, str, str]]:
-    """(IAM member type, role, what it is granted on) for every grant to `account`."""
+def _grants(blocks: dict[str, Block], locals_: dict[str, str], account: str) -> set[tuple[str, str, str]]:
+    """(IAM resource type, role, what it is granted on) for every grant to `account`: a member or binding whose
+    member(s) name the account in any form (`.member`, `"serviceAccount:${....email}"`, through a local)."""
     grants = set()
     for block in blocks.values():
-        if not block.type.endswith("_iam_member") or f"{account}.member" not in str(block.body["member"]):
+        if not block.type.endswith(("_iam_member", "_iam_binding")):
+            continue
+        members = _strings([block.body.get("member", ""), block.body.get("members", "")])
+        if account not in references(members, blocks, locals_):
             continue
         role = block.body["role"].strip('"')
         roles = _ROLE.findall(block.body.get("for_each", "")) if role == "${each.value}" else [role]
@@ -209,16 +216,16 @@ def _grants(blocks: dict[str, Block], account: str) -> set[tuple[str, str, str]]
                 for key in ("bucket", "repository", "service_account_id", "crypto_key_id", "dataset_id")
                 for ref in _REFERENCE.findall(str(block.body.get(key, "")))
             ),
-            "project" if block.type == "google_project_iam_member" else "?",
+            "project" if block.type.startswith("google_project_iam_") else "?",
         )
         grants |= {(block.type, r, target) for r in roles}
     return grants
 
 
-def test_the_build_account_has_exactly_what_the_build_does(configuration):
-    blocks, _ = configuration
+def test_the_build_account_has_exactly_what_the_build_does():
+    blocks, locals_ = read_configuration(TERRAFORM)
     assert "google_service_account.build" in blocks
-    assert _grants(blocks, "google_service_account.build") == {
+    assert _grants(blocks, locals_, "google_service_account.build") == {
         ("google_project_iam_member", "roles/logging.logWriter", "project"),
         ("google_project_iam_member", "roles/dataflow.developer", "project"),
         ("google_storage_bucket_iam_member", "roles/storage.objectUser", "google_storage_bucket.data"),
@@ -229,6 +236,36 @@ def test_the_build_account_has_exactly_what_the_build_does(configuration):
         ),
         ("google_service_account_iam_member", "roles/iam.serviceAccountUser", "google_service_account.worker"),
     }
+
+
+EXTRA_BUILD_GRANTS = """
+resource "google_project_iam_member" "build_owns" {
+  project = var.project_id
+  role    = "roles/owner"
+  member  = "serviceAccount:${google_service_account.build.email}"
+}
+
+locals {
+  builder = "serviceAccount:${google_service_account.build.email}"
+}
+
+resource "google_project_iam_binding" "build_edits" {
+  project = var.project_id
+  role    = "roles/editor"
+  members = [local.builder]
+}
+"""
+
+
+def test_a_grant_naming_the_build_account_by_its_email_is_counted(tmp_path):
+    for path in TERRAFORM.glob("*.tf"):
+        shutil.copy(path, tmp_path)
+    with open(tmp_path / "build.tf", "a") as f:
+        f.write(EXTRA_BUILD_GRANTS)
+    blocks, locals_ = read_configuration(tmp_path)
+    grants = _grants(blocks, locals_, "google_service_account.build")
+    assert {("google_project_iam_member", "roles/owner", "project")} <= grants
+    assert {("google_project_iam_binding", "roles/editor", "project")} <= grants
 
 
 # 3. CMEK.

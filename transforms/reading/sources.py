@@ -68,7 +68,8 @@ def plan_input(config: InferenceConfig) -> InputPlan:
     empty files). The job itself matches every file and compares each CSV header with this one.
     """
     try:
-        listed = [m.path for m in FileSystems.match([config.input], limits=[_FIRST_PAGE])[0].metadata_list]
+        # Beam's match stops only when the item past its limit arrives: a limit of a full page would fetch the next.
+        listed = [m.path for m in FileSystems.match([config.input], limits=[_FIRST_PAGE - 1])[0].metadata_list]
     except Exception as error:
         raise ParameterError(f"--input={config.input} cannot be listed: {error}") from None
     if not listed:
