@@ -10,7 +10,7 @@ DEMO_OUT := out/demo
 RUN := $(PY) main.py
 comma := ,
 
-.PHONY: venv bqemulator bench demo demo-stream demo-refresh models data test lint format lock readme metadata template-spec launch-local graph checkov provider-schemas terraform-check clean
+.PHONY: venv bqemulator bench demo demo-stream demo-refresh models data test lint format lock parameter-table metadata template-spec launch-local graph checkov provider-schemas terraform-check clean
 
 # Every virtualenv is made the same way, whatever pip the machine's Python bundles: that pip installs only the
 # pinned, hash-checked uv of requirements/uv.txt (a plain pin, which any pip handles), and uv installs the lock.
@@ -121,9 +121,9 @@ lock: $(INSTALLED)
 	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --generate-hashes --allow-unsafe -o requirements-dev.txt requirements-dev.in
 	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --generate-hashes --allow-unsafe -o $(UV_LOCK) requirements/uv.in
 
-# Rewrite the README's parameter table from the parameter registry.
-readme: $(INSTALLED)
-	$(PY) -m tools.docs README.md
+# Rewrite the parameter table of docs/parameters.md from the parameter registry (a test fails when it is stale).
+parameter-table: $(INSTALLED)
+	$(PY) -m tools.docs docs/parameters.md
 
 # metadata.json of the Flex Template, from the parameter registry (a test fails when it is stale).
 metadata: $(INSTALLED)

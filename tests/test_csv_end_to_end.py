@@ -65,7 +65,7 @@ def _csv(note: str, numbers: range, header: bool = True) -> bytes:
 
 
 def test_a_cut_gzip_at_a_flush_point_is_a_read_dead_letter(run_main, demo_models, tmp_path):
-    """The README's promise: a truncated compressed file keeps what it had and says where it ended."""
+    """docs/failure-handling.md's promise: a truncated compressed file keeps what it had and says where it ended."""
     compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     flushed = compressor.compress(_csv("n", range(1000))) + compressor.flush(zlib.Z_SYNC_FLUSH)
     rest = compressor.compress(_csv("n", range(1000, 2000), header=False)) + compressor.flush()

@@ -1,4 +1,4 @@
-"""The parameter registry drives argparse and the README table; they must not drift apart."""
+"""The parameter registry drives argparse and the table of docs/parameters.md; they must not drift apart."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ def test_unknown_flags_are_left_for_beam():
     assert args.pattern == "keyed" and beam_args == ["--runner=DataflowRunner"]
 
 
-def test_readme_parameter_table_is_current():
-    readme = (ROOT / "README.md").read_text()
-    assert readme == with_parameter_table(readme), "README parameter table is stale: run `make readme`"
+def test_the_docs_parameter_table_is_current():
+    page = (ROOT / "docs" / "parameters.md").read_text()
+    assert page == with_parameter_table(page), "docs/parameters.md is stale: run `make parameter-table`"
 
 
 def test_enum_parameters_list_their_options_and_required_ones_have_no_default():

@@ -1,5 +1,6 @@
-"""The README's security claims about the deployment, each checked: checkov's own checks for public access and
-admin roles passed on the named resources, the worker's roles exactly the ones a job needs, and private worker IPs."""
+"""The security claims of docs/failure-handling.md about the deployment, each checked: checkov's own checks for
+public access and admin roles passed on the named resources, the worker's roles exactly the ones a job needs, and
+private worker IPs."""
 
 from __future__ import annotations
 

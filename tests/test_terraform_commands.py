@@ -396,9 +396,9 @@ esac
 
 
 def readme_deploy_session() -> str:
-    """Every ```bash block of the README's "Deploy to Dataflow" section, in order."""
-    section = (ROOT / "README.md").read_text().split("\n## Deploy to Dataflow\n", 1)[1].split("\n## ", 1)[0]
-    return "".join(re.findall(r"^```bash\n(.*?)^```$", section, re.S | re.M))
+    """Every ```bash block of docs/deploy.md, the README's "Deploy to Dataflow" page, in order."""
+    page = (ROOT / "docs" / "deploy.md").read_text()
+    return "".join(re.findall(r"^```bash\n(.*?)^```$", page, re.S | re.M))
 
 
 def test_the_readme_deploy_section_runs_as_typed(tmp_path, dataflow_api):

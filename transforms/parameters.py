@@ -1,4 +1,4 @@
-"""The one registry of template parameters: argparse, metadata.json and the README table come from it."""
+"""The one registry of template parameters: argparse, metadata.json and the table of docs/parameters.md come from it."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ BIGQUERY_IDENTIFIERS = {
 
 @dataclass(frozen=True)
 class Parameter:
-    """A template parameter as the Flex Template service, argparse and the README all see it."""
+    """A template parameter as the Flex Template service, argparse and docs/parameters.md all see it."""
 
     name: str
     label: str
@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def markdown_table() -> str:
-    """The README's parameter table."""
+    """The parameter table of docs/parameters.md."""
     lines = ["| Parameter | Required | Default | Description |", "| --- | --- | --- | --- |"]
     for parameter in PARAMETERS:
         default = "" if parameter.default is None else f"`{parameter.default}`"
