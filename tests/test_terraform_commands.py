@@ -385,11 +385,11 @@ elif command[0] not in ("init", "apply", "destroy"):
 
 GCLOUD_STUB = """\
 #!/usr/bin/env bash
-# gcloud as the README's session meets it: records argv; configuration and launches go on to the real gcloud
-# (its launch request lands on the loopback Dataflow stand-in); `storage cat` answers the published spec.
+# gcloud as the README's session meets it: records argv; configuration, launches and the job's state go on to
+# the real gcloud (its requests land on the loopback Dataflow stand-in); `storage cat` answers the published spec.
 {python} -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "$README_STUB/gcloud-calls.jsonl"
 case "$1 $2" in
-  "config set"|"dataflow flex-template") exec {gcloud} "$@" ;;
+  "config set"|"dataflow flex-template"|"dataflow jobs"|"beta dataflow") exec {gcloud} "$@" ;;
   "storage cat") cat "$README_STUB/spec.json" ;;
 esac
 """
@@ -416,6 +416,8 @@ def test_the_readme_deploy_section_runs_as_typed(tmp_path, dataflow_api):
         folder.mkdir(parents=True)
     example = (TERRAFORM / "terraform.tfvars.example").read_text()
     (workspace / "terraform" / "terraform.tfvars.example").write_text(example)
+    (workspace / "tools").mkdir()
+    shutil.copy(ROOT / "tools" / "await_job.sh", workspace / "tools")
     outputs = {
         "bucket": "my-project-tfx-inference",
         "template_spec_path": DEFAULT_DEPLOYMENT["template_path"],
@@ -488,6 +490,12 @@ def test_the_readme_deploy_section_runs_as_typed(tmp_path, dataflow_api):
 
     launches = [body["launchParameter"] for _, body in requests]
     assert [launch["containerSpecGcsPath"] for launch in launches] == [f"{bucket}/templates/tfx-inference.json"] * 4
+    assert [launch["parameters"].pop("sdk_container_image") for launch in launches] == [image] * 4
+    # Each launch waited for its job to run (tools/await_job.sh), the job id gcloud printed.
+    job = "2026-01-01_00_00_00-1"
+    describes = [call for call in gcloud_calls if call[:3] == ["dataflow", "jobs", "describe"]]
+    assert len(describes) == 4 and all(call[3] == job and "--region=us-central1" in call for call in describes)
+    assert done.stdout.count(f"job {job}: JOB_STATE_RUNNING\n") == 4
     assert [launch["parameters"] for launch in launches] == [
         {
             "pattern": "keyed",

@@ -547,6 +547,11 @@ def make_handler(service: FlexTemplateService) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args) -> None:
             sys.stderr.write(f"flex-template-service: {format % args}\n")
 
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            # Only the requests refused: a waiting user's polls, each answered, would drown everything else.
+            if not str(code).startswith(("2", "3")):
+                super().log_request(code, size)
+
         def _body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
