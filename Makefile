@@ -133,11 +133,12 @@ metadata: $(INSTALLED)
 template-spec: $(INSTALLED)
 	$(PY) -m tools.template spec build/template-spec.json --image=$(IMAGE)
 
-# One pattern launched offline as Dataflow launches it, up to the job file: Cloud Build's template-spec step
+# One pattern launched offline as Dataflow launches it, until its job runs or fails: Cloud Build's template-spec step
 # publishes the spec to the GCS emulator, and the real `gcloud dataflow flex-template run` launches it through the
 # Flex Template service stand-in (tools/flex_template_service.py). make launch-local PATTERN=multi_sequence
+# PARAMETERS="name=value ..." overrides template parameters, to see a launch fail as it would on Dataflow.
 launch-local: models data
-	$(PY) -m tools.launch_local --pattern=$(PATTERN) --models=$(MODELS) --data=$(DATA)
+	$(PY) -m tools.launch_local --pattern=$(PATTERN) --models=$(MODELS) --data=$(DATA) $(addprefix --parameter=,$(PARAMETERS))
 
 # The pipeline graph of one pattern as a PNG (needs graphviz: apt-get install graphviz).
 PATTERN ?= multi_parallel

@@ -327,17 +327,23 @@ def test_a_bad_declared_parameter_fails_the_request_itself_before_any_job(
     assert f"  - description: {description}" in "\n".join(details) and f"    parameter: {name}" in details
 
 
+def _launch_that_fails(dataflow: LocalDataflow, spec: str, job_name: str, parameters: dict[str, str]):
+    """A launch gcloud accepts, then tools/await_job.sh on its job, which must fail: (the job id, the wait)."""
+    done = dataflow.run_template(job_name, spec, parameters)
+    assert done.returncode == 0, done.stderr
+    job_id = json.loads(done.stdout)["job"]["id"]
+    waited = dataflow.await_job(job_id)
+    assert waited.returncode == 1 and waited.stdout == "", waited.stdout
+    return job_id, waited
+
+
 @pytest.mark.slow
 def test_a_failing_launcher_gives_a_job_that_fails_later_with_its_console_log(dataflow, spec):
     """What a user meets: gcloud launches a queued job; the job fails once main.py has failed in the launcher,
     its messages say so and where the console log is, and tools/await_job.sh shows that log, main.py's own
     error in it."""
     parameters = {**pattern_parameters("keyed"), "model_uris": "gs://local-tfx-inference/models/nothing_here"}
-    done = dataflow.run_template("keyed-no-model", spec, parameters)
-    assert done.returncode == 0, done.stderr
-    job_id = json.loads(done.stdout)["job"]["id"]
-    waited = dataflow.await_job(job_id)
-    assert waited.returncode == 1 and waited.stdout == ""
+    job_id, waited = _launch_that_fails(dataflow, spec, "keyed-no-model", parameters)
     console_log = f"gs://local-tfx-inference/staging/template_launches/{job_id}/console_logs"
     messages = [f"Console log from launcher will be available at {console_log}.", LAUNCHER_FAILED]
     assert dataflow.job_messages(job_id) == messages
@@ -388,11 +394,7 @@ def other_launcher(dataflow, tmp_path):
 
 def test_a_launcher_that_writes_no_job_file_fails_the_job_as_the_service_does(other_launcher, spec):
     standin = other_launcher("print('building nothing')\n", launch_timeout=60)
-    done = standin.run_template("no-job-file", spec, pattern_parameters("keyed"))
-    assert done.returncode == 0, done.stderr
-    job_id = json.loads(done.stdout)["job"]["id"]
-    waited = standin.await_job(job_id)
-    assert waited.returncode == 1
+    job_id, waited = _launch_that_fails(standin, spec, "no-job-file", pattern_parameters("keyed"))
     job_file = f"gs://local-tfx-inference/staging/template_launches/{job_id}/job_object"
     assert standin.job_messages(job_id)[-1] == (
         f"Failed to read the job file : {job_file} with error message: (stand-in): "
@@ -404,11 +406,7 @@ def test_a_launcher_that_writes_no_job_file_fails_the_job_as_the_service_does(ot
 def test_a_launcher_past_the_launch_timeout_is_killed_and_fails_the_job(other_launcher, spec):
     script = "import time\nprint('loading a big model', flush=True)\ntime.sleep(60)\n"
     standin = other_launcher(script, launch_timeout=3)
-    done = standin.run_template("too-slow", spec, pattern_parameters("keyed"))
-    assert done.returncode == 0, done.stderr
-    job_id = json.loads(done.stdout)["job"]["id"]
-    waited = standin.await_job(job_id)
-    assert waited.returncode == 1
+    job_id, waited = _launch_that_fails(standin, spec, "too-slow", pattern_parameters("keyed"))
     result = f"gs://local-tfx-inference/staging/template_launches/{job_id}/operation_result"
     assert standin.job_messages(job_id)[-1].startswith(
         f"Timeout in polling result file: {result}. Possible causes are:\n1. Your launch takes too long time to finish."
@@ -426,8 +424,10 @@ def test_a_running_job_is_cancelled_by_gcloud_and_a_finished_one_refuses(dataflo
     cancel = ("dataflow", "jobs", "cancel", job_id, "--region=us-central1")
     assert dataflow.gcloud(*cancel).returncode == 0
     assert dataflow.describe(job_id)["currentState"] == "JOB_STATE_CANCELLED"
+    # gcloud reports a refused cancel and still exits 0 (its jobs cancel prints "Failed to cancel job ...").
     again = dataflow.gcloud(*cancel)
-    assert again.returncode != 0 and "already JOB_STATE_CANCELLED" in again.stderr
+    assert f"Failed to cancel job [{job_id}]" in again.stderr, again.stderr
+    assert dataflow.describe(job_id)["currentState"] == "JOB_STATE_CANCELLED"
 
 
 @pytest.mark.slow
@@ -446,3 +446,20 @@ def test_make_launch_local():
     assert f"--sdk_container_image={IMAGE}" in done.stdout
     assert re.search(r"job \S+ \(JOB_TYPE_BATCH\) JOB_STATE_RUNNING", done.stdout)
     assert f"workers' SDK container: {IMAGE}" in done.stdout
+
+
+@pytest.mark.slow
+def test_make_launch_local_shows_a_failed_launch_and_the_launchers_console_log():
+    if shutil.which("gcloud") is None:
+        pytest.skip("gcloud is not installed: make launch-local drives the real gcloud CLI")
+    missing = "gs://local-tfx-inference/models/nothing_here"
+    command = ["make", "--no-print-directory", "-o", ".venv/.installed", "launch-local", "PATTERN=keyed"]
+    done = subprocess.run(
+        [*command, f"PARAMETERS=model_uris={missing}"], capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
+    assert done.returncode != 0
+    assert re.search(r"job \S+ JOB_STATE_QUEUED: the launcher runs main.py", done.stdout), "the launch returned a job"
+    assert re.search(r"^job \S+: JOB_STATE_FAILED$", done.stderr, re.M)
+    assert LAUNCHER_FAILED in done.stderr
+    log = done.stderr.split("--- the launcher's console log, ", 1)[1]
+    assert f"{missing} has no readable saved_model.pb" in log

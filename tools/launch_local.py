@@ -1,12 +1,14 @@
-"""`make launch-local`: one pattern launched offline exactly as Dataflow launches it, up to the job file.
+"""`make launch-local`: one pattern launched offline exactly as Dataflow launches it, until its job runs or fails.
 
 The GCS emulator holds the bucket; Cloud Build's own `push` step (with a stand-in `docker` that answers as the
 registry would) and `template-spec` step publish the spec there, naming the image by digest; the demo
 models are uploaded with the "folder" objects the Cloud Console makes; the real `gcloud dataflow flex-template
-run` launches the pattern through the Flex Template service stand-in (tools/flex_template_service.py), which runs
-main.py as the launcher does. Printed: the job, the launcher's command line and the SDK container of the job file.
+run` launches the pattern through the Flex Template service stand-in (tools/flex_template_service.py), which
+queues the job and then runs main.py as the launcher does. tools/await_job.sh waits for the job as a user would.
+Printed: the job, the launcher's command line and the SDK container the job's workers start; or, when the
+launch fails, the job's messages and the launcher's console log.
 
-    python -m tools.launch_local --pattern=multi_sequence
+    python -m tools.launch_local --pattern=multi_sequence [--parameter=model_uris=gs://...]
 """
 
 from __future__ import annotations
@@ -268,7 +270,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pattern", choices=PATTERNS, default="keyed")
     parser.add_argument("--models", type=Path, default=ROOT / "demo" / "models")
     parser.add_argument("--data", type=Path, default=ROOT / "demo" / "data")
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a template parameter to set or override, e.g. model_uris=gs://local-tfx-inference/models/none",
+    )
     args = parser.parse_args(argv)
+    overrides = dict(item.split("=", 1) for item in args.parameter if "=" in item)
+    if len(overrides) != len(args.parameter):
+        parser.error(f"--parameter takes NAME=VALUE, got {[i for i in args.parameter if '=' not in i]}")
     folder = Path(tempfile.mkdtemp(prefix="launch-local-"))
     with local_dataflow(folder) as dataflow:
         # The launcher (main.py) reads and writes the emulator. It has no Google credentials here: the tests'
@@ -290,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         job_name = f"{args.pattern.replace('_', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
         # The workers' image named at launch too, as Google's samples do: the job is certain of it whether or not
         # the service reads the spec's defaultEnvironment.
-        parameters = {**pattern_parameters(args.pattern), "sdk_container_image": IMAGE}
+        parameters = {**pattern_parameters(args.pattern), "sdk_container_image": IMAGE, **overrides}
         done = dataflow.run_template(job_name, spec, parameters)
         if done.returncode != 0:
             print(done.stderr, file=sys.stderr)
