@@ -204,7 +204,7 @@ def parse_run(process: ProcessRun, expected: int) -> Run:
         records = int(re.search(r"records read\s+(\d+)", stdout).group(1))
         rows = int(re.search(r"rows written\s+(\d+)", stdout).group(1))
         dead = int(re.search(r"dead letters\s+(\d+)", stdout).group(1))
-        # A model's row of the summary: name, inferences, batches, mean batch, mean/max batch ms, loads, load ms.
+        # A model's row of the summary: name, predictions, batches, mean batch, mean/max batch ms, loads, load ms.
         # The run's figure is its most loaded model's count: the goal is one copy of each model per process.
         loads = max(int(n) for n in re.findall(r"^  \S+\s+\d+\s+\d+(?:\s+[\d.]+){3}\s+(\d+)\s+\d+$", stdout, re.M))
     if records != expected or rows + dead != records:

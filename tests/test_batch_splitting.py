@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
-from expect import assert_close
 from test_end_to_end import read_prediction_logs
-from test_patterns import export_strict_models
+from test_patterns import export_exact_multipliers, export_strict_models
 
 from tools.demo import WEATHER, delivery_minutes
 from transforms.parameters import build_parser
@@ -31,21 +31,32 @@ RECORDS = 1500  # three batches: 512, 512 and 476
 # First of the first batch, two adjacent mid-batch, the last of a batch and the first of the next, mid-batch,
 # the last of the second batch, and the last record read (the end of the short third batch).
 BAD_POSITIONS = (0, 300, 301, BATCH - 1, BATCH, BATCH + 200, 2 * BATCH - 1, RECORDS - 1)
-# The demo models of each pattern, in order, and what each row's y is then: x times these.
-DEMO_MODELS = {
+# The models of each pattern, in order, and the factor each multiplies what it is fed by.
+MULTIPLIERS = {
     "predict": (("multiply_by_5", 5),),
     "postprocess": (("multiply_by_5", 5),),
     "keyed": (("multiply_by_5", 5),),
     "multi_parallel": (("multiply_by_5", 5), ("multiply_by_10", 10)),
-    "multi_sequence": (("multiply_by_5", 5), ("multiply_by_10", 50)),
+    "multi_sequence": (("multiply_by_5", 5), ("multiply_by_10", 10)),
 }
-PATTERNS = tuple(DEMO_MODELS)
+PATTERNS = tuple(MULTIPLIERS)
 
 
 @pytest.fixture(scope="module")
 def strict_models(tmp_path_factory) -> dict[str, str]:
     """tests/test_patterns.py's models: x10 that fails on x >= 1000, and two that cannot chain for x >= 512."""
     return export_strict_models(tmp_path_factory.mktemp("splitting_models"))
+
+
+@pytest.fixture(scope="module")
+def exact_models(tmp_path_factory) -> dict[str, str]:
+    """tests/test_patterns.py's x5 and x10 that answer exactly, named as the demo's."""
+    return export_exact_multipliers(tmp_path_factory.mktemp("exact_models"))
+
+
+def model_uris(models: dict[str, str], pattern: str) -> str:
+    """The --model_uris value of a pattern's MULTIPLIERS."""
+    return ",".join(models[name] for name, _ in MULTIPLIERS[pattern])
 
 
 @dataclass(frozen=True)
@@ -177,18 +188,27 @@ def check_split(run, source: Input, check_good: Callable[[], None], first_model:
     check_reconciled(run)
 
 
-def times(*factors: tuple[str, float]) -> Callable[[dict, dict], None]:
-    """A row's predictions, model by model: (model name, what it multiplies the record's x by)."""
+def answers(pattern: str, factors: tuple[tuple[str, float], ...], x: float) -> list[float]:
+    """Each model's y for a record's x, as float32 computes it: multi_sequence feeds a model the y before it."""
+    ys, fed = [], np.float32(x)
+    for _, factor in factors:
+        ys.append(np.float32(factor) * fed)
+        if pattern == "multi_sequence":
+            fed = ys[-1]
+    return [float(y) for y in ys]
+
+
+def times(pattern: str, factors: tuple[tuple[str, float], ...]) -> Callable[[dict, dict], None]:
+    """A row's predictions, model by model, exactly: (model name, what it multiplies what it is fed by)."""
 
     def check(row: dict, good: dict) -> None:
         assert [p["model"] for p in row["predictions"]] == [model for model, _ in factors]
-        for prediction, (_, factor) in zip(row["predictions"], factors, strict=True):
-            assert_close(prediction["outputs"]["y"][0], factor * good["x"])
+        assert [p["outputs"]["y"] for p in row["predictions"]] == [[y] for y in answers(pattern, factors, good["x"])]
 
     return check
 
 
-def check_prediction_logs(run, source: Input, factor: float) -> None:
+def check_prediction_logs(run, source: Input, factors: tuple[tuple[str, float], ...]) -> None:
     """predict writes no rows but PredictionLogs, keyless: one per good record, told apart by its x."""
     logs = read_prediction_logs(run.output)
     xs = []
@@ -196,23 +216,29 @@ def check_prediction_logs(run, source: Input, factor: float) -> None:
         example = tf.train.Example.FromString(log.predict_log.request.inputs["examples"].string_val[0])
         assert "key" not in example.features.feature, "the key must never reach the model"
         x = example.features.feature["x"].float_list.value[0]
-        assert_close(log.predict_log.response.outputs["y"].float_val[0], factor * x)
+        assert list(log.predict_log.response.outputs["y"].float_val) == answers("predict", factors, x), x
         xs.append(x)
     assert sorted(xs) == sorted(r["x"] for r in source.good.values())
 
 
 def check_results(run, source: Input, pattern: str, factors: tuple[tuple[str, float], ...]) -> None:
-    """The good records' results, as rows or (for predict) as PredictionLogs, each model's y = factor * x."""
+    """The good records' results, as rows or (for predict) as PredictionLogs, each model's y exactly."""
     if pattern == "predict":
-        [(_, factor)] = factors
-        check_prediction_logs(run, source, factor)
+        check_prediction_logs(run, source, factors)
     else:
-        check_rows(run, source, times(*factors))
+        check_rows(run, source, times(pattern, factors))
 
 
 def test_the_bad_records_sit_inside_full_batches_of_the_default_max_batch_size():
     assert build_parser().get_default("max_batch_size") == BATCH
     assert math.ceil(RECORDS / BATCH) == 3 and RECORDS % BATCH != 0, "two full batches and a short one"
+
+
+def test_float32_answers_every_record_here_exactly():
+    """So the rows are compared exactly: each answer is x times its factors, with nothing rounded away."""
+    for x in (record(position)["x"] for position in range(RECORDS)):
+        assert answers("multi_sequence", MULTIPLIERS["multi_sequence"], x) == [5 * x, 50 * x]
+        assert answers("multi_parallel", MULTIPLIERS["multi_parallel"], x) == [5 * x, 10 * x]
 
 
 def failing_in_turn(failures: tuple[tuple[bytes, bool, str], ...], stage: str) -> Callable[[int], BadRecord]:
@@ -256,14 +282,16 @@ PARSE_INPUTS = {
 @pytest.mark.parametrize(
     "source_format, pattern", [("jsonl", "postprocess"), ("csv", "keyed"), ("tfrecord", "predict")]
 )
-def test_a_record_that_cannot_be_parsed_costs_only_itself(run_main, models_for, tmp_path, source_format, pattern):
+def test_a_record_that_cannot_be_parsed_costs_only_itself(run_main, exact_models, tmp_path, source_format, pattern):
     source = PARSE_INPUTS[source_format](tmp_path / f"in.{source_format}")
-    run = run_main(f"--pattern={pattern}", f"--model_uris={models_for(pattern)}", f"--input={source.path}")
-    check_split(run, source, lambda: check_results(run, source, pattern, DEMO_MODELS[pattern]), "multiply_by_5")
+    run = run_main(
+        f"--pattern={pattern}", f"--model_uris={model_uris(exact_models, pattern)}", f"--input={source.path}"
+    )
+    check_split(run, source, lambda: check_results(run, source, pattern, MULTIPLIERS[pattern]), "multiply_by_5")
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_features_that_cannot_become_an_example_cost_only_their_record(run_main, models_for, tmp_path, pattern):
+def test_features_that_cannot_become_an_example_cost_only_their_record(run_main, exact_models, tmp_path, pattern):
     # A JSON \ud800 escape reads as a lone surrogate, which no tf.train.Example bytes feature (UTF-8) can hold.
     def bad_record(position: int) -> BadRecord:
         raw = json.dumps({"key": key(position), "x": position / 8, "name": "\ud800"}).encode()
@@ -273,11 +301,11 @@ def test_features_that_cannot_become_an_example_cost_only_their_record(run_main,
     source = write_lines(planted(tmp_path / "in.jsonl", bad_record, lambda p: {**record(p), "name": f"sensor {p}"}))
     run = run_main(
         f"--pattern={pattern}",
-        f"--model_uris={models_for(pattern)}",
+        f"--model_uris={model_uris(exact_models, pattern)}",
         f"--input={source.path}",
         "--feature_types=name:bytes",
     )
-    check_split(run, source, lambda: check_results(run, source, pattern, DEMO_MODELS[pattern]), "multiply_by_5")
+    check_split(run, source, lambda: check_results(run, source, pattern, MULTIPLIERS[pattern]), "multiply_by_5")
 
 
 def order(position: int) -> dict:
@@ -329,7 +357,7 @@ def test_an_output_that_cannot_feed_the_next_model_costs_only_its_record(run_mai
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_a_record_the_model_fails_on_costs_only_itself(run_main, demo_models, strict_models, tmp_path, pattern):
+def test_a_record_the_model_fails_on_costs_only_itself(run_main, exact_models, strict_models, tmp_path, pattern):
     # below_1000 is x10 with a tf.debugging assertion: a batch holding x >= 1000 fails as a whole, and is split.
     # The multi_ patterns run it second: after x5 answered the record (multi_sequence feeds it 5x).
     def bad_record(position: int) -> BadRecord:
@@ -338,8 +366,8 @@ def test_a_record_the_model_fails_on_costs_only_itself(run_main, demo_models, st
 
     source = write_lines(planted(tmp_path / "in.jsonl", bad_record))
     if pattern.startswith("multi"):
-        models = f"{demo_models['multiply_by_5']},{strict_models['below_1000']}"
-        factors = (("multiply_by_5", 5), ("below_1000", 50 if pattern == "multi_sequence" else 10))
+        models = f"{exact_models['multiply_by_5']},{strict_models['below_1000']}"
+        factors = (("multiply_by_5", 5), ("below_1000", 10))
     else:
         models, factors = strict_models["below_1000"], (("below_1000", 10),)
     run = run_main(f"--pattern={pattern}", f"--model_uris={models}", f"--input={source.path}")
@@ -347,7 +375,7 @@ def test_a_record_the_model_fails_on_costs_only_itself(run_main, demo_models, st
 
 
 @pytest.mark.parametrize("pattern", [pattern for pattern in PATTERNS if pattern != "predict"])
-def test_a_result_that_cannot_become_a_row_costs_only_itself(run_main, models_for, tmp_path, pattern):
+def test_a_result_that_cannot_become_a_row_costs_only_itself(run_main, exact_models, tmp_path, pattern):
     # A JSON \udc00 escape reads as a lone surrogate: the models score the record, but no UTF-8 row holds its key.
     def bad_record(position: int) -> BadRecord:
         lone_surrogate = chr(0xDC00 + BAD_POSITIONS.index(position))
@@ -355,5 +383,7 @@ def test_a_result_that_cannot_become_a_row_costs_only_itself(run_main, models_fo
         return BadRecord(raw, "postprocess", lone_surrogate, "surrogates not allowed")
 
     source = write_lines(planted(tmp_path / "in.jsonl", bad_record))
-    run = run_main(f"--pattern={pattern}", f"--model_uris={models_for(pattern)}", f"--input={source.path}")
-    check_split(run, source, lambda: check_results(run, source, pattern, DEMO_MODELS[pattern]), "multiply_by_5")
+    run = run_main(
+        f"--pattern={pattern}", f"--model_uris={model_uris(exact_models, pattern)}", f"--input={source.path}"
+    )
+    check_split(run, source, lambda: check_results(run, source, pattern, MULTIPLIERS[pattern]), "multiply_by_5")

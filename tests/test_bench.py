@@ -200,8 +200,9 @@ def test_a_variant_of_another_tree_imports_that_tree_s_packages(tmp_path):
 
 
 def _process(records: int, rows: int, dead: int, loads: tuple[int, ...]) -> ProcessRun:
-    models = {f"model_{i}": ModelMetrics(rows, 4, rows / 4, 2.0, 3.0, n, 120.0) for i, n in enumerate(loads)}
-    summary = RunSummary(records, rows, dead, {"parse": dead} if dead else {}, models)
+    models = {f"model_{i}": ModelMetrics(4, rows / 4, 2.0, 3.0, n, 120.0) for i, n in enumerate(loads)}
+    predictions = {name: {"unversioned": rows} for name in models}
+    summary = RunSummary(records, rows, dead, {"parse": dead} if dead else {}, models, predictions=predictions)
     stdout = summary_table(summary, "multi_parallel", 12.34) + "\nRUN_SECONDS=12.5\nPEAK_RSS_MB=812.5\n"
     stdout = stdout.replace("PEAK", "CPU_SECONDS=20.25\nPEAK")
     return ProcessRun(stdout, 15.5, 12.5, 20.25, 812.5, 1_300.0, 1_400.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,9 @@ def test_the_refresh_demo_shows_a_live_swap_with_every_record_once(demo_models):
     assert {version for version, _ in ratios} == {"1", "2"}, done.stdout
     assert all(float(ratio) in (0.0, {"1": 5.0, "2": 10.0}[version]) for version, ratio in ratios)
     assert "150 of 150 records came out, 0 of them twice" in done.stdout
+    # The pipeline's own summary, printed when the demo stops it, tells the same story as the rows printed.
+    by_version = Counter(version for version, _ in ratios)
+    served = ", ".join(f"{version} ({count})" for version, count in sorted(by_version.items()))
+    assert f"\n  demo versions served: {served}\n" in done.stdout, done.stdout
+    assert re.search(rf"^  rows written +{len(ratios)}$", done.stdout, re.M), done.stdout
+    assert re.search(rf"^  demo +{len(ratios)} ", done.stdout, re.M), "the model table counts the rows: " + done.stdout

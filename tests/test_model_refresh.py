@@ -153,6 +153,8 @@ def test_versions_swap_under_a_running_stream(pubsub, start_main, demo_models, f
     late_v1 = [t - v2_added for t in served["1"] if t > v2_added + 2 * REFRESH_SECONDS]
     assert not late_v1, f"version 1 served messages published {late_v1} s after version 2 arrived"
     assert f"model fraud: version 1 of {base.uri}" in stdout
+    counted = f"fraud versions served: 1 ({len(served['1'])}), 2 ({len(served['2'])})"
+    assert counted in stdout, "the summary counts the versions as the rows name them"
     # Each copy of the model in the process (the local runner may hold several, and drop one) refreshes on its
     # own, and refuses a version once: a refusal at every look (3 or more per copy here) would exceed the copies.
     copies = stderr.count("version 2 now serving")

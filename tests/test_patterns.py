@@ -44,6 +44,18 @@ def halved(x):
     return x // 2
 
 
+def export_exact_multipliers(folder) -> dict[str, str]:
+    """x5 and x10 as one float32 multiplication each, named as the demo's, exported under `folder`.
+
+    The demo's models learn their factor and answer only to within 1%, which would accept a neighbouring record's
+    answer; these answer exactly, so a test can compare exactly.
+    """
+    return {
+        f"multiply_by_{factor}": export_model(str(folder / f"multiply_by_{factor}"), lambda x, k=factor: k * x)
+        for factor in (5, 10)
+    }
+
+
 def export_strict_models(folder) -> dict[str, str]:
     """x10 that fails on x >= 1000, and two models that cannot chain for x >= 512, exported under `folder`."""
     return {

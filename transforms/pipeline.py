@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from transforms.config import InferenceConfig, ParameterError, config_from_args
+from transforms.counters import predictions_written
 from transforms.inference.model_versions import resolution_line, resolve_model
 from transforms.inference.patterns import pattern_transform
 from transforms.inference.signatures import NAMED_TENSORS, Signature, input_feature, serving_signature
@@ -216,7 +217,7 @@ def run(config: InferenceConfig, options: PipelineOptions) -> int:
     if written is not None:
         # The local streaming runner's metrics lag; the live counts are what the sinks handed on, as seen.
         summary = replace(summary, records_read=written.records_read, rows_written=written.rows_written)
-        summary = replace(summary, dead_letters=written.dead_letters)
+        summary = replace(summary, dead_letters=written.dead_letters, predictions=predictions_written(written.totals))
     seconds = time.monotonic() - started
     print(summary_table(summary, config.pattern, seconds, config.streaming, written is not None), flush=True)
     return 0 if summary.reconciled or config.streaming else 1

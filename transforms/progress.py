@@ -15,8 +15,9 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 RECORDS_READ = "records_read"
@@ -70,13 +71,14 @@ class ProgressCounts:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What the board has heard, summed over every counting step."""
+    """What the board has heard, summed over every counting step; `totals` has every count it heard, by name."""
 
     records_read: int = 0
     rows_written: int = 0
     dead_letters: int = 0
     bytes_read: int = 0
     seconds: float = 0.0
+    totals: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def settled(self) -> bool:
@@ -140,17 +142,15 @@ class ProgressBoard:
         return ProgressCounts(self.address)
 
     def snapshot(self) -> Snapshot:
+        totals = Counter()
         with self._lock:
-            totals = [dict(sender) for sender in self._senders.values()]
-
-        def total(name: str) -> int:
-            return sum(sender.get(name, 0) for sender in totals)
-
+            for sender in self._senders.values():
+                totals.update(sender)
         seconds = time.monotonic() - self._started
-        rows, dead_letters = total(ROWS_WRITTEN), total(DEAD_LETTERS)
+        rows, dead_letters = totals[ROWS_WRITTEN], totals[DEAD_LETTERS]
         # Steps send at their own moments: a record written was surely read, even if its reader's totals lag.
-        read = max(total(RECORDS_READ), rows + dead_letters)
-        return Snapshot(read, rows, dead_letters, total(BYTES_READ), seconds)
+        read = max(totals[RECORDS_READ], rows + dead_letters)
+        return Snapshot(read, rows, dead_letters, totals[BYTES_READ], seconds, dict(totals))
 
     def quiet_for(self) -> float:
         """Seconds since the last datagram."""

@@ -1,4 +1,4 @@
-"""The summary of a local run: counts, their reconciliation, and RunInference metrics per model."""
+"""The summary of a local run: counts, their reconciliation, and each model's predictions and RunInference metrics."""
 
 from __future__ import annotations
 
@@ -10,29 +10,33 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.runner import PipelineResult
 
 from transforms import counters
-from transforms.inference.model_refresh import LOADS, REFUSALS, SERVED, UNVERSIONED
+from transforms.counters import UNVERSIONED, predictions_written
+from transforms.inference.model_refresh import LOADS, REFUSALS
 
-_VERSION_COUNTER = re.compile(rf"version_(.+)_({SERVED}|{LOADS}|{REFUSALS})")
+_VERSION_COUNTER = re.compile(rf"version_(.+)_({LOADS}|{REFUSALS})")
 
 
 @dataclass(frozen=True)
 class ModelMetrics:
     """RunInference's own metrics for one model, summed over steps and workers."""
 
-    inferences: int = 0
     batches: int = 0
     mean_batch_size: float = 0.0
     mean_batch_latency_ms: float = 0.0
     max_batch_latency_ms: float = 0.0
     model_loads: int = 0
     mean_load_ms: float = 0.0
-    # Per numbered version (transforms/inference/model_refresh.py): examples served, loads, refusals.
+    # Per numbered version (transforms/inference/model_refresh.py): loads, refusals.
     versions: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a run read, wrote and rejected."""
+    """What a run read, wrote and rejected, and each model's predictions written and RunInference metrics.
+
+    `predictions` is model -> version -> its predictions in the results the sinks were handed, counted as the rows
+    written are (the version `unversioned` for a plain SavedModel directory).
+    """
 
     records_read: int
     rows_written: int
@@ -40,6 +44,7 @@ class RunSummary:
     dead_letters_by_stage: dict[str, int] = field(default_factory=dict)
     models: dict[str, ModelMetrics] = field(default_factory=dict)
     dead_letters_unwritable: int = 0
+    predictions: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def reconciled(self) -> bool:
@@ -80,7 +85,6 @@ def summarize(result: PipelineResult, model_names: list[str]) -> RunSummary:
             if match and match.group(1) != UNVERSIONED:
                 versions[match.group(1)][match.group(2)] = value
         models[name] = ModelMetrics(
-            counts[(namespace, "num_inferences")],
             batches,
             mean_batch,
             mean_latency / 1000,
@@ -102,14 +106,17 @@ def summarize(result: PipelineResult, model_names: list[str]) -> RunSummary:
         dead_letters_by_stage=by_stage,
         models=models,
         dead_letters_unwritable=counts[(counters.NAMESPACE, counters.DEAD_LETTERS_UNWRITABLE)],
+        predictions=predictions_written(
+            {name: value for (namespace, name), value in counts.items() if namespace == counters.NAMESPACE}
+        ),
     )
 
 
 def summary_table(
     summary: RunSummary, pattern: str, seconds: float, streaming: bool = False, counted_live: bool = False
 ) -> str:
-    """The table a local run ends with. `counted_live`: its counts are what the sinks handed on, as the user
-    saw them, rather than the local streaming runner's metrics (which can lag)."""
+    """The table a local run ends with. `counted_live`: its counts (and predictions) are what the sinks handed on,
+    as the user saw them, rather than the local streaming runner's metrics (which can lag)."""
     stages = ", ".join(f"{stage} {count}" for stage, count in summary.dead_letters_by_stage.items())
     lines = [
         f"pattern {pattern} finished in {seconds:.1f} s",
@@ -137,22 +144,28 @@ def summary_table(
         lines.append("  (local streaming counts are the DirectRunner's metrics, which can lag; Dataflow's do not)")
     if summary.models:
         lines.append(
-            "  model                inferences  batches  mean batch  mean batch ms  max batch ms  loads  load ms"
+            "  model               predictions  batches  mean batch  mean batch ms  max batch ms  loads  load ms"
         )
         for name, m in summary.models.items():
+            predictions = sum(summary.predictions.get(name, {}).values())
             lines.append(
-                f"  {name:<20} {m.inferences:>10} {m.batches:>8} {m.mean_batch_size:>11.1f}"
+                f"  {name:<20} {predictions:>11} {m.batches:>8} {m.mean_batch_size:>11.1f}"
                 f" {m.mean_batch_latency_ms:>14.2f} {m.max_batch_latency_ms:>13.2f}"
                 f" {m.model_loads:>6} {m.mean_load_ms:>8.0f}"
             )
-        lines += [line for name, m in summary.models.items() if (line := _versions_line(name, m.versions))]
+        versions = [
+            _versions_line(name, summary.predictions.get(name, {}), m.versions) for name, m in summary.models.items()
+        ]
+        lines += [line for line in versions if line]
     return "\n".join(lines)
 
 
-def _versions_line(name: str, versions: dict[str, dict[str, int]]) -> str | None:
-    """`m versions served: 1 (300), 2 (700); refused: 3`: which numbered versions answered, and how often."""
-    served = [f"{version} ({counts[SERVED]})" for version, counts in versions.items() if counts.get(SERVED)]
-    refused = [version for version, counts in versions.items() if counts.get(REFUSALS)]
+def _versions_line(name: str, written: dict[str, int], events: dict[str, dict[str, int]]) -> str | None:
+    """`m versions served: 1 (300), 2 (700); refused: 3`: the numbered versions whose predictions were written, how
+    many each, and the versions refused."""
+    numbered = sorted((int(version), count) for version, count in written.items() if version != UNVERSIONED)
+    served = [f"{version} ({count})" for version, count in numbered if count]
+    refused = [version for version, counts in events.items() if counts.get(REFUSALS)]
     if not served and not refused:
         return None
     return f"  {name} versions served: {', '.join(served) or 'none'}" + (

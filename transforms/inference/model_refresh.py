@@ -28,13 +28,13 @@ from typing import Any
 import apache_beam as beam
 
 from transforms.config import ModelSpec, ParameterError
+from transforms.counters import UNVERSIONED
 from transforms.inference.model_versions import incomplete_reason, numbered_versions
 from transforms.inference.signatures import NAMED_TENSORS, Signature, serving_signature
 
 LOADS = "loads"
 REFUSALS = "refusals"
 SERVED = "served"
-UNVERSIONED = "unversioned"
 
 
 def model_metrics_namespace(model_name: str) -> str:
@@ -43,7 +43,7 @@ def model_metrics_namespace(model_name: str) -> str:
 
 
 def version_counter_name(version: str | None, event: str) -> str:
-    """`version_<number>_<event>`: loads, refusals and examples served, per version (read back by the summary)."""
+    """`version_<number>_<event>`: loads, refusals and examples served, per version (the summary shows refusals)."""
     return f"version_{version or UNVERSIONED}_{event}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -139,8 +140,19 @@ class _EncodeAndCount(beam.DoFn):
             yield encoded
 
 
-def _rows_written(_: Any) -> tuple[str, ...]:
-    return (counters.ROWS_WRITTEN,)
+# The model table of a run's summary counts these too, so that it agrees with the rows, as they name their model
+# and version; the runner's own metrics can lag behind what was written (a local streaming run's do).
+def _rows_written(element: tuple[Record, list[dict], str | None]) -> tuple[str, ...]:
+    """A row written, and each model's prediction in it, by the version that made it."""
+    _, predictions, _ = element
+    versions = (counters.predictions_written_counter_name(p["model"], p["version"]) for p in predictions)
+    return counters.ROWS_WRITTEN, *versions
+
+
+def _logs_written(model: str, element: tuple[Record, bytes, str | None]) -> tuple[str, ...]:
+    """A PredictionLog written, and in it a prediction of predict's one model, by the version that made it."""
+    _, _, version = element
+    return counters.ROWS_WRITTEN, counters.predictions_written_counter_name(model, version)
 
 
 def _dead_letter_counters(letter: DeadLetter) -> tuple[str, ...]:
@@ -246,7 +258,7 @@ def write_results(config: InferenceConfig) -> beam.PTransform:
     return _EncodeCountWrite(
         result_logs if predict else result_rows,
         encode_prediction_log if predict else encode_row,
-        _rows_written,
+        partial(_logs_written, config.models[0].name) if predict else _rows_written,
         unencodable_row,
         _sinks(config.output, ".tfrecord" if predict else ".jsonl", config.output_topic, table),
         config.live_counts,
