@@ -54,10 +54,11 @@ def report(by_module: dict[str, dict[str, str]], equivalent: dict[str, str], sec
         "`make mutation` (mutmut, configured in pyproject.toml's `[tool.mutmut]`) mutates the pure modules and runs",
         "each mutant against the unit tests that reach it; this file is written by `python -m tools.mutation`.",
         "Killed counts mutants the tests fail on and those that never end (caught by the time limit). The score is",
-        "killed / mutants; equivalent survivors (below, with why) are listed, not left out of the count.",
+        "killed / mutants run; equivalent survivors (below, with why) are listed, not left out of the count. Survived",
+        "includes them; not run counts mutants a stopped run never reached.",
         "",
-        "| Module | Mutants | Killed | Timed out | Survived | Equivalent | No tests | Score |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| Module | Mutants | Killed | Timed out | Survived | Equivalent | No tests | Not run | Score |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     totals: Counter = Counter()
     stale = set(equivalent)
@@ -91,9 +92,9 @@ def report(by_module: dict[str, dict[str, str]], equivalent: dict[str, str], sec
 
 
 def _row(label: str, counts: Counter) -> str:
-    killed = counts["killed"] + counts["timeout"]
-    score = f"{100 * killed / counts['mutants']:.1f}%" if counts["mutants"] else "-"
-    cells = [counts[k] for k in ("mutants", "killed", "timeout", "survived", "equivalent", "no tests")]
+    killed, run = counts["killed"] + counts["timeout"], counts["mutants"] - counts["not run"]
+    score = f"{100 * killed / run:.1f}%" if run else "-"
+    cells = [counts[k] for k in ("mutants", "killed", "timeout", "survived", "equivalent", "no tests", "not run")]
     return f"| {label} | " + " | ".join(map(str, cells)) + f" | {score} |"
 
 
