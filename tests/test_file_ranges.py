@@ -29,11 +29,12 @@ from transforms.reading.file_ranges import (
     _CsvRange,
     _summarize,
     _WholeFile,
+    csv_header,
     ranges_offered,
 )
 from transforms.reading.file_records import lines
 from transforms.reading.sources import ReadRecords, plan_input
-from transforms.records.parsing import csv_fields, parse_record
+from transforms.records.parsing import RecordError, csv_fields, parse_record
 
 NOTE_WITH_BREAKS = 'two\nlines, a "quote"\r\nand a closing break\n'
 
@@ -272,6 +273,25 @@ def test_a_csv_file_in_chunks_is_read_in_ranges_from_each_chunks_first_true_reco
     got = _anchored_ranges((str(path), [pair for _, pair in summaries]))
     # Compared field by field: an OffsetRange's equality leaves out the anchor.
     assert [(f, type(r), r.start, r.stop, r.anchor) for f, r in got] == [(file, _CsvRange, a, b, a) for a, b in ranges]
+
+
+def test_a_csv_header_is_its_first_record_none_for_an_empty_file_and_a_broken_one_is_refused(tmp_path):
+    (tmp_path / "empty.csv").write_bytes(b"")
+    assert csv_header(str(tmp_path / "empty.csv")) == ()
+    (tmp_path / "keys.csv").write_bytes(b'key,"x\ny"\nk1,1\n')
+    assert csv_header(str(tmp_path / "keys.csv")) == ("key", "x\ny")
+    (tmp_path / "broken.csv").write_bytes(b'key,"x\nk1,1\n')
+    with pytest.raises(RecordError) as broken:
+        csv_header(str(tmp_path / "broken.csv"))
+    assert str(broken.value) == (
+        "its header is broken: CSV record starting at byte 0 has a quoted field that is never closed before the end "
+        "of the file"
+    )
+
+
+def test_a_csv_range_split_keeps_its_anchor_on_both_sides():
+    first, second = _CsvRange(100, 500, 40).split_at(300)
+    assert [(r.start, r.stop, r.anchor) for r in (first, second)] == [(100, 300, 40), (300, 500, 40)]
 
 
 def test_a_file_that_cannot_be_summarised_is_read_whole_by_one_reader(tmp_path):
