@@ -217,3 +217,10 @@ def test_a_batch_gains_outputs_and_examples_and_equals_a_batch_of_the_same_value
     assert batch != Batch(records[:1], (m5,), [b"e0", b"e1"])
     assert answered != Batch(records, (m5, m10._replace(logs=(b"log0", b"other"))), [b"e0", b"e1"])
     assert batch != records
+
+
+def test_a_batch_taken_by_position_keeps_each_records_example():
+    records = [Record(f"id{i}", f"k{i}", {"x": float(i)}, b"", "src") for i in range(3)]
+    taken = Batch(records, (), [b"e0", b"e1", b"e2"]).take([2, 0])
+    assert (taken.records, taken.examples) == ([records[2], records[0]], [b"e2", b"e0"])
+    assert Batch(records).take([1]).examples is None

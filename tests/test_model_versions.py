@@ -120,6 +120,7 @@ def test_an_index_header_is_read_only_from_an_entry_with_an_empty_key_and_all_it
     padded = header + b"\x7a" + bytes([126 - len(header)]) + b"\x00" * (126 - len(header))  # an unknown field 15
     assert len(padded) == 128, "a value length of two varint bytes, the first 0x80"
     assert shards_in_index(index_entry(padded)) == 3
+    assert shards_in_index(index_entry(b"\x7a\x00" + padded)) == 3, "130 bytes: both varint bytes carry bits"
     assert shards_in_index(index_entry(header)) == 3
     assert shards_in_index(index_entry(header, length=len(header) + 1)) is None, "a value cut short"
     assert shards_in_index(index_entry(header, shared=1)) is None
