@@ -10,7 +10,7 @@ DEMO_OUT := out/demo
 RUN := $(PY) main.py
 comma := ,
 
-.PHONY: venv bqemulator bench demo demo-stream demo-refresh models data test lint format lock parameter-table metadata template-spec launch-local graph checkov provider-schemas terraform-check clean
+.PHONY: venv bqemulator bench mutation demo demo-stream demo-refresh models data test lint format lock parameter-table metadata template-spec launch-local graph checkov provider-schemas terraform-check clean
 
 # Every virtualenv is made the same way, whatever pip the machine's Python bundles: that pip installs only the
 # pinned, hash-checked uv of requirements/uv.txt (a plain pin, which any pip handles), and uv installs the lock.
@@ -75,6 +75,13 @@ RECORDS ?= 100000
 REPEATS ?= 3
 bench: $(INSTALLED)
 	$(PY) -m benchmarks.bench --records=$(RECORDS) --repeats=$(REPEATS)
+
+# Mutants of the pure modules against their unit tests (pyproject.toml's [tool.mutmut]): tests/mutation/results.md.
+MUTATION_JOBS ?= 2
+mutation: models
+	rm -rf mutants
+	start=$$(date +%s) && DEMO_MODELS=$(abspath $(MODELS)) $(BIN)/mutmut run --max-children $(MUTATION_JOBS) && \
+	    $(PY) -m tools.mutation $$(( $$(date +%s) - start ))
 
 # Offline infrastructure tools, kept apart from the project's virtualenv:
 # checkov in its own (its python-hcl2 fork would shadow the real one), the provider schemas read from wheels.
@@ -150,4 +157,4 @@ graph: models data
 	@echo "graph written to out/graph/$(PATTERN).png"
 
 clean:
-	rm -rf $(VENV) .venv-checkov .venv-bqemulator .tools build demo/models demo/data out .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov .venv-bqemulator .tools build demo/models demo/data out mutants .pytest_cache .ruff_cache

@@ -41,9 +41,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 @pytest.fixture(scope="session")
 def demo_models(tmp_path_factory) -> dict[str, str]:
+    """The demo models, trained once per session, or read from DEMO_MODELS when it names a directory of them:
+    `make mutation` runs each mutant in a session of its own and trains them once for all."""
     from tools.demo import build_models
 
-    paths = build_models(tmp_path_factory.mktemp("models"))
+    built = os.environ.get("DEMO_MODELS")
+    paths = sorted(Path(built).iterdir()) if built else build_models(tmp_path_factory.mktemp("models"))
     return {path.name: str(path) for path in paths}
 
 

@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms import counters
 from transforms.config import config_from_args
 from transforms.dead_letters import DeadLetter
-from transforms.inference.batches import Batch
+from transforms.inference.batches import Batch, ModelOutputs, joined
 from transforms.inference.patterns import ENCODE_STAGE, RecordExamples, batched, encode
 from transforms.parameters import build_parser
 from transforms.reading.sources import ReadRecords, file_batch, parse, plan_input
@@ -174,3 +175,52 @@ def test_the_file_reader_emits_batches_of_max_batch_size_and_a_bad_record_costs_
             equal_to([("parse", b"not JSON", str(path))]),
             label="OneDeadLetter",
         )
+
+
+def test_a_models_outputs_are_taken_by_position_with_their_logs():
+    outputs = ModelOutputs("m", "2", {"y": np.array([[0.0], [5.0], [10.0]])}, (b"log0", b"log1", b"log2"))
+    taken = outputs.take([2, 0])
+    assert (taken.model, taken.version, taken.logs) == ("m", "2", (b"log2", b"log0"))
+    assert taken.arrays["y"].tolist() == [[10.0], [0.0]]
+    none = outputs.take([])  # every record of the batch failed
+    assert none.logs == () and none.arrays["y"].shape == (0, 1)
+    assert ModelOutputs("m", None, {"y": np.array([1, 2])}).take([1]).logs is None
+
+
+def test_answers_for_a_batchs_parts_join_in_order():
+    first = ModelOutputs("m", "2", {"y": np.array([1.0, 2.0]), "c": np.array([b"a", b"b"])}, (b"log1", b"log2"))
+    second = ModelOutputs("m", "2", {"y": np.array([3.0]), "c": np.array([b"c"])}, (b"log3",))
+    whole = joined([first, second])
+    assert (whole.model, whole.version, whole.logs) == ("m", "2", (b"log1", b"log2", b"log3"))
+    assert {alias: values.tolist() for alias, values in whole.arrays.items()} == {
+        "y": [1.0, 2.0, 3.0],
+        "c": [b"a", b"b", b"c"],
+    }
+    assert joined([first]) is first and joined([]) is None
+    assert joined([first._replace(logs=None), second._replace(logs=None)]).logs is None
+
+
+def test_a_batch_gains_outputs_and_examples_and_equals_a_batch_of_the_same_values():
+    records = [Record(f"id{i}", f"k{i}", {"x": float(i)}, b"", "src") for i in range(2)]
+    m5 = ModelOutputs("m5", None, {"y": np.array([0.0, 5.0])})
+    m10 = ModelOutputs("m10", "3", {"y": np.array([0.0, 50.0])}, (b"log0", b"log1"))
+    batch = Batch(records, (m5,), [b"e0", b"e1"])
+    answered = batch.answered(m10)
+    assert answered.records is records and answered.outputs == (m5, m10) and answered.examples == [b"e0", b"e1"]
+    examples = Batch(records, (m5,)).with_examples([b"x0", b"x1"])
+    assert examples.records is records and examples.outputs == (m5,) and examples.examples == [b"x0", b"x1"]
+    same = Batch(list(records), (m5._replace(arrays={"y": np.array([0.0, 5.0])}),), [b"e0", b"e1"])
+    assert batch == same
+    assert batch != Batch(records, (m5._replace(arrays={"y": np.array([0.0, 6.0])}),), [b"e0", b"e1"])
+    assert batch != Batch(records, (m5._replace(version="1"),), [b"e0", b"e1"])
+    assert batch != Batch(records, (m5,), [b"e0", b"e2"])
+    assert batch != Batch(records[:1], (m5,), [b"e0", b"e1"])
+    assert answered != Batch(records, (m5, m10._replace(logs=(b"log0", b"other"))), [b"e0", b"e1"])
+    assert batch != records
+
+
+def test_a_batch_taken_by_position_keeps_each_records_example():
+    records = [Record(f"id{i}", f"k{i}", {"x": float(i)}, b"", "src") for i in range(3)]
+    taken = Batch(records, (), [b"e0", b"e1", b"e2"]).take([2, 0])
+    assert (taken.records, taken.examples) == ([records[2], records[0]], [b"e2", b"e0"])
+    assert Batch(records).take([1]).examples is None

@@ -106,3 +106,60 @@ def test_prediction_logs_carry_the_version_in_model_spec(run_main, base, demo_da
     assert len(logs) == 100
     assert {log.predict_log.response.model_spec.version.value for log in logs} == {2}
     assert all(log.predict_log.response.model_spec.HasField("version") for log in logs)
+
+
+def index_entry(value: bytes, shared: int = 0, key: bytes = b"", length: int | None = None) -> bytes:
+    """A table block's first entry: shared-key length, key length, value length (varints), key, value."""
+    length = len(value) if length is None else length
+    varint = bytes([length & 0x7F | 0x80, length >> 7]) if length >= 0x80 else bytes([length])
+    return bytes([shared, len(key)]) + varint + key + value
+
+
+def test_an_index_header_is_read_only_from_an_entry_with_an_empty_key_and_all_its_bytes():
+    header = BundleHeaderProto(num_shards=3).SerializeToString()
+    padded = header + b"\x7a" + bytes([126 - len(header)]) + b"\x00" * (126 - len(header))  # an unknown field 15
+    assert len(padded) == 128, "a value length of two varint bytes, the first 0x80"
+    assert shards_in_index(index_entry(padded)) == 3
+    assert shards_in_index(index_entry(b"\x7a\x00" + padded)) == 3, "130 bytes: both varint bytes carry bits"
+    assert shards_in_index(index_entry(header)) == 3
+    assert shards_in_index(index_entry(header, length=len(header) + 1)) is None, "a value cut short"
+    assert shards_in_index(index_entry(header, shared=1)) is None
+    assert shards_in_index(index_entry(header, key=b"k")) is None
+
+
+def test_a_version_with_an_index_but_no_data_shard_says_so(tmp_path):
+    version = tmp_path / "1"
+    (version / "variables").mkdir(parents=True)
+    (version / "saved_model.pb").write_bytes(b"")
+    (version / "variables" / "variables.index").write_bytes(b"not a table")
+    assert incomplete_reason(str(version)) == "it has no variables data shard (variables/variables.data-00000-of-0000N)"
+
+
+def test_a_base_given_with_a_slash_resolves_alike_and_a_pinned_version_too(base):
+    assert resolve_model(ModelSpec(f"{base}/", "fraud")) == ModelSpec(f"{base}/2", "fraud", version="2", base=base)
+    assert resolve_model(ModelSpec(f"{base}/1/", "fraud")) == ModelSpec(f"{base}/1/", "fraud", version="1")
+
+
+def test_every_version_passed_over_is_named_in_the_refusal_and_the_log(tmp_path, demo_models, caplog):
+    add_model_version(demo_models["multiply_by_5"], tmp_path, 5, half_written=True)
+    (tmp_path / "6").mkdir()
+    (tmp_path / "6" / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(ParameterError) as refused:
+        resolve_model(ModelSpec(str(tmp_path), "m"))
+    assert str(refused.value) == (
+        f"model {tmp_path} has no readable saved_model.pb; expected a SavedModel directory, or a base of numbered "
+        "version directories with a complete version (<base>/<number>/saved_model.pb and its variables); "
+        "version 6: it has no variables/variables.index; version 5: 1 of its 1 variables data shards are missing "
+        "(shard 0 first)"
+    )
+    with pytest.raises(ParameterError) as refused:
+        resolve_model(ModelSpec(str(tmp_path / "empty"), "m"))
+    assert str(refused.value).endswith("(<base>/<number>/saved_model.pb and its variables)")
+    add_model_version(demo_models["multiply_by_5"], tmp_path, 4)
+    with caplog.at_level("WARNING"):
+        assert resolve_model(ModelSpec(str(tmp_path), "m")).version == "4"
+    assert caplog.messages == [
+        f"model {tmp_path}: version 6 is not complete yet, so not taken: it has no variables/variables.index",
+        f"model {tmp_path}: version 5 is not complete yet, so not taken: 1 of its 1 variables data shards are missing "
+        "(shard 0 first)",
+    ]

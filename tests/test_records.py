@@ -78,6 +78,7 @@ def test_csv_reads_against_the_header():
         parse_csv(b"dev-1,abc,a", header, "key", MIXED)
     with pytest.raises(RecordError, match="not a finite number"):
         parse_csv(b"dev-1,nan,a", header, "key", MIXED)
+    assert parse_csv(b"2.5,a", ("x", "name"), "key", MIXED) == (None, {"x": 2.5, "name": "a"}), "a file without keys"
 
 
 def test_bigquery_rows_keep_their_column_types():
