@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, prediction_log_pb2, regression_pb2
 from tfx_bsl.public.beam.run_inference import CreateModelHandler
 
 from transforms.config import Batching
 from transforms.inference.predict import inference_spec
-from transforms.inference.prediction_logs import serialized_prediction_logs
+from transforms.inference.prediction_logs import (
+    serialized_prediction_logs,
+    serialized_tensor_prediction_logs,
+    with_version,
+)
 
 DTYPES = [np.float32, np.float64, np.float16, np.int64, np.int32, np.int16, np.int8, np.uint8, np.bool_]
 
@@ -21,10 +27,13 @@ def handler(demo_models):
     return CreateModelHandler(inference_spec(demo_models["multiply_by_5"], "serving_default", Batching()))
 
 
-def assert_same_logs(handler, serialized: list[bytes], outputs: dict[str, np.ndarray]) -> None:
+def assert_same_logs(handler, serialized: list[bytes], outputs: dict[str, np.ndarray], version: str | None = None):
     expected = handler._post_process(None, serialized, outputs)
+    if version is not None:  # tfx-bsl leaves the version out; TF Serving names the one that answered
+        for log in expected:
+            log.predict_log.response.model_spec.version.value = int(version)
     alias, signature = handler._io_tensor_spec.input_tensor_alias, handler._signatures[0].name
-    logs = serialized_prediction_logs(serialized, outputs, alias, signature)
+    logs = serialized_prediction_logs(serialized, outputs, alias, signature, version)
     # Compared as bytes (NaN outputs make equal messages compare unequal), canonical: map entries sorted by key.
     assert logs == [log.SerializeToString(deterministic=True) for log in expected]
 
@@ -54,3 +63,72 @@ def test_any_numeric_output(handler, data, batch, dtype):
 def test_an_output_without_a_batch_dimension_is_refused(handler):
     with pytest.raises(ValueError, match="batch size 2"):
         serialized_prediction_logs([b"a", b"b"], {"y": np.float32(1.0).reshape(())}, "examples", "serving_default")
+
+
+def test_the_response_names_the_version_that_answered_and_the_request_does_not(handler):
+    outputs = {"y": np.array([5.0, 10.0], dtype=np.float32), "ids": np.array([[1, 2], [3, 4]], dtype=np.int64)}
+    assert_same_logs(handler, [b"one", b"two"], outputs, version="1700000000")
+
+
+# A length's varint takes one byte up to 127, two up to 16,383 (the second is 0x7F from 16,256), three up to 2**21 - 1
+# (the third is 1 up to 16,511), then four: examples of these lengths put each boundary in a string_val's length.
+@pytest.mark.parametrize("length", [127, 128, 255, 16_256, 16_383, 16_384, 16_511, 2**21])
+def test_examples_of_lengths_at_the_varint_boundaries(handler, length):
+    serialized = [b"e" * length, b"f" * (length - 1)]
+    assert_same_logs(handler, serialized, {"y": np.array([1.0, 2.0], dtype=np.float32)}, version="3")
+
+
+def tensor_log(inputs: dict, outputs: dict, i: int, signature: str, version: str | None) -> bytes:
+    """Example i's PredictionLog as TF Serving logs a named-tensor request: a tensor per input, one per output."""
+    response_spec = model_pb2.ModelSpec(signature_name=signature)
+    if version is not None:
+        response_spec.version.value = int(version)
+    log = prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(
+            request=predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(signature_name=signature),
+                inputs={alias: tf.make_tensor_proto(values[i : i + 1]) for alias, values in inputs.items()},
+            ),
+            response=predict_pb2.PredictResponse(
+                model_spec=response_spec,
+                outputs={alias: tf.make_tensor_proto(values[i : i + 1]) for alias, values in outputs.items()},
+            ),
+        )
+    )
+    return log.SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("version", [None, "42"])
+def test_named_tensor_logs_carry_every_input_and_output(version):
+    # Insertion order is not the aliases' order: the logs sort them, as deterministic serialization does.
+    inputs = {
+        "weight": np.array([0.5, -1.25, 3.0], dtype=np.float32),
+        "city": np.array([b"Lyon", b"", b"\xff"], dtype=object),
+        "coords": np.arange(6, dtype=np.float64).reshape(3, 2),
+        "count": np.array([[7], [0], [-2]], dtype=np.int64),
+    }
+    outputs = {"minutes": np.array([[12.5], [3.0], [-1.0]], dtype=np.float32), "bucket": np.array([2, 0, 1])}
+    logs = serialized_tensor_prediction_logs(inputs, outputs, "serving_default", version)
+    assert logs == [tensor_log(inputs, outputs, i, "serving_default", version) for i in range(3)]
+
+
+def classify_and_regress_logs() -> list[prediction_log_pb2.PredictionLog]:
+    classify = classification_pb2.ClassificationResponse()
+    classify.result.classifications.add().classes.add(label="cat", score=0.75)
+    regress = regression_pb2.RegressionResponse()
+    regress.result.regressions.add(value=5.0)
+    return [
+        prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(response=classify)),
+        prediction_log_pb2.PredictionLog(regress_log=prediction_log_pb2.RegressLog(response=regress)),
+    ]
+
+
+def test_classify_and_regress_logs_name_the_version_that_answered():
+    expected = classify_and_regress_logs()
+    expected[0].classify_log.response.model_spec.version.value = 3
+    expected[1].regress_log.response.model_spec.version.value = 3
+    assert with_version(classify_and_regress_logs(), "3") == expected
+
+
+def test_classify_and_regress_logs_of_an_unversioned_model_are_left_as_they_are():
+    assert with_version(classify_and_regress_logs(), None) == classify_and_regress_logs()
