@@ -48,6 +48,7 @@ def test_the_shapes_and_dtypes_models_give(handler):
         "classes": np.array([[b"cat", b"dog"], [b"a", b""], [b"\xff", b"z"]], dtype=object),
         "empty": np.zeros((3, 0), dtype=np.float32),
         "cube": np.arange(24, dtype=np.float64).reshape(3, 2, 2, 2),
+        "distance": np.array([0.1, -2.0, 1e300], dtype=np.float64),
     }
     assert_same_logs(handler, serialized, outputs)
 
@@ -107,7 +108,7 @@ def test_named_tensor_logs_carry_every_input_and_output(version):
         "coords": np.arange(6, dtype=np.float64).reshape(3, 2),
         "count": np.array([[7], [0], [-2]], dtype=np.int64),
     }
-    outputs = {"minutes": np.array([[12.5], [3.0], [-1.0]], dtype=np.float32), "bucket": np.array([2, 0, 1])}
+    outputs = {"minutes": np.array([[12.5], [3.0], [-1.0]], dtype=np.float64), "bucket": np.array([2, 0, 1])}
     logs = serialized_tensor_prediction_logs(inputs, outputs, "serving_default", version)
     assert logs == [tensor_log(inputs, outputs, i, "serving_default", version) for i in range(3)]
 
