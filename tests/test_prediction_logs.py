@@ -47,6 +47,7 @@ def test_the_shapes_and_dtypes_models_give(handler):
         "ids": np.array([[1, 2], [3, 4], [5, 6]], dtype=np.int64),
         "classes": np.array([[b"cat", b"dog"], [b"a", b""], [b"\xff", b"z"]], dtype=object),
         "empty": np.zeros((3, 0), dtype=np.float32),
+        "no_doubles": np.zeros((3, 0), dtype=np.float64),
         "cube": np.arange(24, dtype=np.float64).reshape(3, 2, 2, 2),
         "distance": np.array([0.1, -2.0, 1e300], dtype=np.float64),
     }
