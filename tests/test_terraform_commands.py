@@ -163,7 +163,8 @@ def recording_gcloud(tmp_path) -> tuple[dict, Path]:
     )
     stub.chmod(0o755)
     env = {
-        **os.environ,
+        # PYTHONPATH is the pipeline's (the emulators' start-up hook), not gcloud's: gcloud runs its own Python.
+        **{name: value for name, value in os.environ.items() if name != "PYTHONPATH"},
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "CLOUDSDK_CONFIG": str(tmp_path / "gcloud-config"),
         "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",

@@ -418,7 +418,7 @@ def test_the_streaming_job_launches_only_the_image_of_its_digest(tmp_path):
     """Terraform names the image by digest and launches only if the spec the build wrote starts the launcher
     and the workers with that very image: a spec naming a tag, another digest, or no worker image is refused."""
     job = read_configuration(TERRAFORM)[0]["google_dataflow_flex_template_job.streaming"].body
-    assert "sdk_container_image" not in job, "the spec names the workers' image; the job does not override it"
+    assert job["sdk_container_image"] == "${local.image}", "the job names the very image its spec must name"
     assert "${var.image_digest != null}" in [p["condition"] for p in job["lifecycle"][0]["precondition"]]
 
     repository = "us-central1-docker.pkg.dev/my-project/tfx-inference/template"

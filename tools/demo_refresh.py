@@ -54,8 +54,14 @@ def _refresh(host: str, models: Path, base: Path, count: int) -> int:
     print(f"Pub/Sub emulator on {host}; base {base} holds version 1 (5x); refreshing every {REFRESH_SECONDS} s")
     pipeline = start_keyed_stream(host, names, str(base), f"--model_refresh_seconds={REFRESH_SECONDS}")
 
+    # The last two thirds are published only once version 2 is in the base: on a busy machine the stream could
+    # otherwise have every record in hand, all scored by version 1, before the next refresh looks.
+    version_2_added = threading.Event()
+
     def publish() -> None:
         for i in range(count):
+            if i == count // 3:
+                version_2_added.wait(timeout=240)
             publisher.publish(names["records"][0], json.dumps({"key": f"r-{i:04d}", "x": float(i)}).encode())
             time.sleep(0.1)
 
@@ -64,8 +70,9 @@ def _refresh(host: str, models: Path, base: Path, count: int) -> int:
         publishing.start()
         seen, rows, deadline = set(), 0, time.monotonic() + 240
         while len(seen) < count and time.monotonic() < deadline:
-            if len(seen) >= count // 3 and not (base / "2").exists():  # version 1 has been serving for a while
+            if len(seen) >= count // 3 and not version_2_added.is_set():  # version 1 has been serving for a while
                 add_version(models / "multiply_by_10", base, 2)
+                version_2_added.set()
                 print(f"  ---- version 2 (10x) added to {base} ----")
             for row in pull_bodies(subscriber, names["predictions"][1]):
                 (prediction,) = row["predictions"]
