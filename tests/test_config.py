@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from transforms.config import FeatureTypes, ParameterError, config_from_args, model_name_from_uri, models_from_args
+from transforms.config import (
+    FeatureTypes,
+    ParameterError,
+    RemoteCalls,
+    config_from_args,
+    endpoint_resource,
+    model_name_from_uri,
+    models_from_args,
+)
 from transforms.parameters import build_parser
 
 
@@ -19,6 +27,23 @@ def test_defaults_and_model_names_from_uris():
     assert config.key_field == "key" and config.feature_types.of("anything") == "float"
     assert (config.batching.min_batch_size, config.batching.max_batch_size) == (1, 512)
     assert model_name_from_uri("gs://bucket/a/b/") == "b"
+
+
+def test_a_vertex_endpoint_is_a_model_named_by_its_id_and_called_as_configured():
+    endpoint = "vertex://projects/my-project/locations/europe-west4/endpoints/1234567890"
+    config = parse(
+        "--pattern=multi_sequence",
+        f"--model_uris=m/multiply_by_5,{endpoint}",
+        "--vertex_api_endpoint=http://127.0.0.1:8470",
+        "--remote_requests_in_flight=16",
+        "--remote_instances_per_request=32",
+        "--remote_timeout_seconds=7",
+        "--remote_retry_seconds=90",
+    )
+    assert [(m.name, m.remote) for m in config.models] == [("multiply_by_5", False), ("1234567890", True)]
+    assert config.remote == RemoteCalls("http://127.0.0.1:8470", 16, 7, 90, 32)
+    assert endpoint_resource(endpoint) == "projects/my-project/locations/europe-west4/endpoints/1234567890"
+    assert parse("--pattern=keyed", "--model_uris=a").remote == RemoteCalls(None, 4, 60, 300, 64, 1_572_864)
 
 
 def test_explicit_names_and_dead_letter():
@@ -36,7 +61,16 @@ def test_explicit_names_and_dead_letter():
         (["--pattern=multi_sequence", "--model_uris=a"], "two or more models"),
         (["--pattern=multi_parallel", "--model_uris=x/m,y/m"], "used twice"),
         (["--pattern=multi_parallel", "--model_uris=a,b", "--model_names=one"], "one name per model"),
-        (["--pattern=keyed", "--model_uris=http://host/model"], "neither a local path nor a gs://"),
+        (["--pattern=keyed", "--model_uris=http://host/model"], "neither a local path, a gs:// URI nor a Vertex"),
+        (["--pattern=keyed", "--model_uris=vertex://endpoints/5"], "is not a Vertex AI endpoint of the form"),
+        (
+            ["--pattern=keyed", "--model_uris=vertex://projects/p/locations/l/endpoints/5/x"],
+            "is not a Vertex AI endpoint of the form vertex://projects/PROJECT/locations/LOCATION/endpoints/",
+        ),
+        (["--pattern=keyed", "--model_uris=a", "--remote_requests_in_flight=0"], "in_flight must be at least 1"),
+        (["--pattern=keyed", "--model_uris=a", "--remote_instances_per_request=0"], "request must be at least 1"),
+        (["--pattern=keyed", "--model_uris=a", "--remote_timeout_seconds=0"], "timeout_seconds must be at least"),
+        (["--pattern=keyed", "--model_uris=a", "--remote_retry_seconds=0"], "retry_seconds must be at least 1"),
         (["--pattern=keyed", "--model_uris=a", "--min_batch_size=8", "--max_batch_size=4"], "batch sizes"),
         (["--pattern=keyed", "--model_uris=a", "--feature_types=x:double"], "--feature_types item 'x:double'"),
         (

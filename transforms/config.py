@@ -12,6 +12,7 @@ from transforms.parameters import BIGQUERY_IDENTIFIERS, FEATURE_TYPES
 from transforms.progress import ProgressCounts
 
 SINGLE_MODEL_PATTERNS = ("predict", "postprocess", "keyed")
+VERTEX_SCHEME = "vertex://"
 MULTI_MODEL_PATTERNS = ("multi_parallel", "multi_sequence")
 
 
@@ -31,6 +32,11 @@ class ModelSpec:
     name: str
     version: str | None = None
     base: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        """A Vertex AI endpoint (vertex://projects/P/locations/L/endpoints/E), called rather than loaded."""
+        return self.uri.startswith(VERTEX_SCHEME)
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,22 @@ class Batching:
 
 
 @dataclass(frozen=True)
+class RemoteCalls:
+    """How a worker process calls a Vertex AI endpoint (transforms/inference/remote_predict.py).
+
+    `max_request_bytes` is the public endpoints' limit on a request's body, 1.5 MiB: the service refuses more
+    ("Request payload size exceeds the limit: 1572864 bytes.").
+    """
+
+    api_endpoint: str | None = None
+    requests_in_flight: int = 4
+    timeout_seconds: int = 60
+    retry_seconds: int = 300
+    instances_per_request: int = 64
+    max_request_bytes: int = 1_572_864
+
+
+@dataclass(frozen=True)
 class InferenceConfig:
     """Everything the pipeline needs to know, checked once before it is built."""
 
@@ -107,6 +129,7 @@ class InferenceConfig:
     window_seconds: int = 60
     model_refresh_seconds: int | None = None
     progress: str = "auto"
+    remote: RemoteCalls = RemoteCalls()
     # Where a local run's live counts go (set by the run that shows them, never a parameter); None on Dataflow.
     live_counts: ProgressCounts | None = None
 
@@ -119,11 +142,30 @@ class InferenceConfig:
         return self.input_subscription is not None
 
 
+_ENDPOINT_RESOURCE = re.compile(r"projects/([a-z0-9][a-z0-9.:-]*)/locations/([a-z0-9-]+)/endpoints/([A-Za-z0-9_-]+)")
+
+
+def endpoint_resource(uri: str) -> str:
+    """`projects/P/locations/L/endpoints/E` of a `vertex://` model URI; ParameterError when it is not of that form."""
+    resource = uri[len(VERTEX_SCHEME) :].rstrip("/")
+    if not _ENDPOINT_RESOURCE.fullmatch(resource):
+        raise ParameterError(
+            f"model URI {uri!r} is not a Vertex AI endpoint of the form "
+            "vertex://projects/PROJECT/locations/LOCATION/endpoints/ENDPOINT"
+        )
+    return resource
+
+
+def endpoint_location(resource: str) -> str:
+    return _ENDPOINT_RESOURCE.fullmatch(resource).group(2)
+
+
 def model_name_from_uri(uri: str) -> str:
     """The URI's last path segment: gs://bucket/models/multiply_by_5/ is named multiply_by_5; a pinned numbered
-    version is named after its base: gs://bucket/serving/fraud/1732700000 is named fraud."""
+    version is named after its base: gs://bucket/serving/fraud/1732700000 is named fraud; a Vertex AI endpoint is
+    named by its id: vertex://projects/p/locations/l/endpoints/123 is named 123."""
     segments = uri.rstrip("/").split("/")
-    if segments[-1].isdigit() and len(segments) > 1:
+    if segments[-1].isdigit() and len(segments) > 1 and not uri.startswith(VERTEX_SCHEME):
         return segments[-2]
     return segments[-1]
 
@@ -140,8 +182,13 @@ def models_from_args(pattern: str, model_uris: str, model_names: str | None) -> 
             "use --pattern=postprocess for a single model"
         )
     for uri in uris:
-        if "://" in uri and not uri.startswith("gs://"):
-            raise ParameterError(f"model URI {uri!r} is neither a local path nor a gs:// URI")
+        if uri.startswith(VERTEX_SCHEME):
+            endpoint_resource(uri)
+        elif "://" in uri and not uri.startswith("gs://"):
+            raise ParameterError(
+                f"model URI {uri!r} is neither a local path, a gs:// URI nor a Vertex AI endpoint "
+                "(vertex://projects/PROJECT/locations/LOCATION/endpoints/ENDPOINT)"
+            )
     if model_names:
         names = [name.strip() for name in model_names.split(",")]
         if len(names) != len(uris):
@@ -278,6 +325,14 @@ _AS_GIVEN = (
 )
 
 
+REMOTE_COUNTS = (
+    "remote_requests_in_flight",
+    "remote_timeout_seconds",
+    "remote_retry_seconds",
+    "remote_instances_per_request",
+)
+
+
 def _default_dead_letter(args: argparse.Namespace) -> str | None:
     if _given(args, _DEAD_LETTER_SINKS):
         return args.dead_letter
@@ -287,6 +342,9 @@ def _default_dead_letter(args: argparse.Namespace) -> str | None:
 def config_from_args(args: argparse.Namespace) -> InferenceConfig:
     """Validate the parsed template parameters (without touching files) and freeze them."""
     _check_sources_and_sinks(args)
+    for name in REMOTE_COUNTS:
+        if getattr(args, name) < 1:
+            raise ParameterError(f"--{name} must be at least 1; got {getattr(args, name)}")
     if args.min_batch_size < 1 or args.max_batch_size < args.min_batch_size:
         raise ParameterError(
             f"batch sizes must satisfy 1 <= --min_batch_size <= --max_batch_size; "
@@ -299,4 +357,11 @@ def config_from_args(args: argparse.Namespace) -> InferenceConfig:
         feature_types=FeatureTypes.parse(args.default_feature_type, args.feature_types),
         input_features=parse_input_features(args.input_features),
         batching=Batching(args.min_batch_size, args.max_batch_size),
+        remote=RemoteCalls(
+            api_endpoint=args.vertex_api_endpoint,
+            requests_in_flight=args.remote_requests_in_flight,
+            timeout_seconds=args.remote_timeout_seconds,
+            retry_seconds=args.remote_retry_seconds,
+            instances_per_request=args.remote_instances_per_request,
+        ),
     )

@@ -15,6 +15,8 @@ PROGRESS_MODES = ("auto", "on", "off")
 _NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
 _POSITIVE = r"^[1-9][0-9]*$"
 _PATH = r"(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^,\s]*)?|[^,\s:]+)"
+_ENDPOINT = r"vertex://projects/[a-z0-9][a-z0-9.:-]*/locations/[a-z0-9-]+/endpoints/[A-Za-z0-9_-]+"
+_MODEL = rf"({_PATH}|{_ENDPOINT})"
 _PROJECT = r"[a-z][a-z0-9.:-]{4,61}[a-z0-9]"
 _PUBSUB_NAME = r"[A-Za-z][A-Za-z0-9._~%+-]{2,254}"
 _BQ_PROJECT = r"([a-z][a-z0-9.-]{4,61}[a-z0-9]:)?"
@@ -67,10 +69,12 @@ PARAMETERS: tuple[Parameter, ...] = (
         "Model URIs",
         "Comma-separated SavedModel directories, each with the signature --signature_name names (serialized "
         "tf.train.Examples, named tensors, classify or regress), or base directories of numbered versions "
-        "(BASE/1732700000/saved_model.pb), each run at its newest complete version. "
-        "Exactly one for predict, postprocess and keyed; two or more, in order, for the multi_ patterns.",
+        "(BASE/1732700000/saved_model.pb), each run at its newest complete version, or Vertex AI endpoints "
+        "(vertex://projects/PROJECT/locations/LOCATION/endpoints/ENDPOINT), called with each record's features as "
+        "a JSON instance. Exactly one for predict, postprocess and keyed; two or more, in order and in any mix, "
+        "for the multi_ patterns.",
         optional=False,
-        regexes=(rf"^{_PATH}(,{_PATH})*$",),
+        regexes=(rf"^{_MODEL}(,{_MODEL})*$",),
     ),
     Parameter(
         "model_names",
@@ -268,6 +272,49 @@ PARAMETERS: tuple[Parameter, ...] = (
         "Chained output",
         "multi_sequence: the output alias passed on to the next model. Default: the model's only output.",
         regexes=(rf"^{_NAME}$",),
+    ),
+    Parameter(
+        "vertex_api_endpoint",
+        "Vertex AI API endpoint",
+        "Where the Vertex AI endpoints of model_uris are called: a Private Service Connect address, or "
+        "http://127.0.0.1:PORT for a local stand-in (sent no credentials). "
+        "Default: LOCATION-aiplatform.googleapis.com.",
+        regexes=(r"^(https?://)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$",),
+    ),
+    Parameter(
+        "remote_requests_in_flight",
+        "Requests in flight per worker process",
+        "Vertex AI endpoints: at most this many prediction requests at once from each worker process (a Dataflow "
+        "worker runs one per vCPU); size it against the endpoint's quota and replicas.",
+        "NUMBER",
+        default=4,
+        regexes=(_POSITIVE,),
+    ),
+    Parameter(
+        "remote_instances_per_request",
+        "Instances per request",
+        "Vertex AI endpoints: at most this many records per prediction request; a request is also kept under "
+        "the public endpoints' 1.5 MiB, a batch being split into as many requests as that takes.",
+        "NUMBER",
+        default=64,
+        regexes=(_POSITIVE,),
+    ),
+    Parameter(
+        "remote_timeout_seconds",
+        "Request timeout",
+        "Vertex AI endpoints: a prediction request not answered within this many seconds is abandoned and retried.",
+        "NUMBER",
+        default=60,
+        regexes=(_POSITIVE,),
+    ),
+    Parameter(
+        "remote_retry_seconds",
+        "Retry period",
+        "Vertex AI endpoints: for this many seconds a request answered 429, 502, 503 or 504, or timed out, is "
+        "sent again with exponential back-off; its records then become inference dead letters.",
+        "NUMBER",
+        default=300,
+        regexes=(_POSITIVE,),
     ),
     Parameter(
         "log_level",

@@ -16,11 +16,20 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
-from transforms.config import InferenceConfig, ParameterError, config_from_args
+from transforms.config import InferenceConfig, ModelSpec, ParameterError, config_from_args, endpoint_resource
 from transforms.counters import predictions_written
+from transforms.inference.endpoints import deployed_models
 from transforms.inference.model_versions import resolution_line, resolve_model
 from transforms.inference.patterns import pattern_transform
-from transforms.inference.signatures import NAMED_TENSORS, Signature, input_feature, serving_signature
+from transforms.inference.remote_predict import PREDICTION
+from transforms.inference.signatures import (
+    NAMED_TENSORS,
+    REMOTE,
+    Signature,
+    endpoint_signature,
+    input_feature,
+    serving_signature,
+)
 from transforms.parameters import build_parser
 from transforms.progress import ProgressBoard, wait_until
 from transforms.reading.sources import InputPlan, plan_input, source_transform
@@ -35,11 +44,19 @@ def parse_arguments(argv: Sequence[str]) -> tuple[InferenceConfig, PipelineOptio
     return config_from_args(args), PipelineOptions(beam_args), args.log_level
 
 
+def model_signature(model: ModelSpec, config: InferenceConfig) -> Signature:
+    """A SavedModel's serving signature, checked; a Vertex AI endpoint's once it is known to serve (its models)."""
+    if not model.remote:
+        return serving_signature(model.uri, config.signature_name, config.input_features)
+    served = deployed_models(model.uri, config.remote.api_endpoint, config.remote.timeout_seconds)
+    shown = ", ".join(f"{deployed.id} ({deployed.display_name})" for deployed in served)
+    print(f"model {model.name}: Vertex AI endpoint {endpoint_resource(model.uri)}, serving {shown}", flush=True)
+    return endpoint_signature(endpoint_resource(model.uri))
+
+
 def model_signatures(config: InferenceConfig, plan: InputPlan | None) -> tuple[Signature, ...]:
     """Every model's serving signature, checked: its kind, and for named tensors that each input has a feature."""
-    signatures = tuple(
-        serving_signature(model.uri, config.signature_name, config.input_features) for model in config.models
-    )
+    signatures = tuple(model_signature(model, config) for model in config.models)
     check_input_features(config, signatures, plan)
     return signatures
 
@@ -54,7 +71,8 @@ def check_input_features(config: InferenceConfig, signatures: Sequence[Signature
     named = [(model, signature) for model, signature in named if signature.kind == NAMED_TENSORS]
     taken = {info.alias for _, signature in named for info in signature.inputs}
     unknown = sorted(set(config.input_features) - taken)
-    if unknown:
+    # A Vertex AI endpoint's instance takes any name: --input_features then names the instance's keys.
+    if unknown and not any(signature.kind == REMOTE for signature in signatures):
         raise ParameterError(
             f"--input_features maps input(s) {', '.join(unknown)}, which no model takes as a named tensor; "
             f"named inputs: {', '.join(sorted(taken)) or 'none'}"
@@ -83,6 +101,10 @@ def chain_outputs(config: InferenceConfig, signatures: Sequence[Signature]) -> t
         return ()
     outputs = []
     for model, signature in zip(config.models[:-1], signatures[:-1], strict=True):
+        if signature.kind == REMOTE:
+            # Its outputs are known from its answers only: a missing one is each record's `chain` dead letter.
+            outputs.append(config.chain_output or PREDICTION)
+            continue
         aliases = signature.output_aliases
         if config.chain_output and config.chain_output not in aliases:
             raise ParameterError(
@@ -192,7 +214,8 @@ def run(config: InferenceConfig, options: PipelineOptions) -> int:
     plan = plan_input(config) if config.input else None
     config = replace(config, models=tuple(resolve_model(model) for model in config.models))
     for model in config.models:
-        print(resolution_line(model), flush=True)
+        if not model.remote:  # an endpoint's line names its deployed models, once they are read
+            print(resolution_line(model), flush=True)
     signatures = model_signatures(config, plan)
     chain = chain_outputs(config, signatures)
     started = time.monotonic()

@@ -120,6 +120,10 @@ class ModelFeed:
         return ModelFeed, (self.batch, self.inputs)
 
 
+class InferenceFailure(Exception):
+    """The model failed on this one record: its error, as the record's `inference` dead letter says it."""
+
+
 class ModelAnswer(NamedTuple):
     """What a model made of a fed batch: outputs for the records it answered (in order), and each failure by position.
 

@@ -8,6 +8,7 @@ a few records of a batch (`sampled_size`): summing every record's cost a tenth o
 from __future__ import annotations
 
 import apache_beam as beam
+import numpy as np
 
 from transforms.inference.batches import Batch, ModelAnswer, ModelFeed, ModelOutputs
 from transforms.records.coders import RecordCoder, SizedPickleCoder, sampled_size
@@ -22,9 +23,18 @@ def _outputs_size(outputs: ModelOutputs | None) -> int:
 
 
 def _input_size(value) -> int:
+    """A serialized Example's bytes; named tensors' array bytes; a JSON instance's values, at 16 bytes each."""
     if isinstance(value, bytes):
         return len(value)
-    return sum(array.nbytes for array in value.values()) if isinstance(value, dict) else 64
+    if isinstance(value, dict):
+        return sum(_value_size(item) for item in value.values())
+    return 64
+
+
+def _value_size(value) -> int:
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    return 16 * len(value) if isinstance(value, (list, str)) else 16
 
 
 def batch_size_estimate(batch: Batch) -> int:

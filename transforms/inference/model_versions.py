@@ -138,6 +138,8 @@ def resolve_model(model: ModelSpec) -> ModelSpec:
 
     The resolved spec keeps the base (for --model_refresh_seconds) and the version its predictions will name.
     """
+    if model.remote:
+        return model
     if is_saved_model(model.uri):
         pinned = model.uri.rstrip("/").rsplit("/", 1)[-1]
         # A numbered version given by its own directory: pinned, never refreshed, but its predictions name it.

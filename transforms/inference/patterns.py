@@ -10,9 +10,10 @@ import numpy as np
 from transforms.config import InferenceConfig, ModelSpec
 from transforms.dead_letters import record_dead_letter
 from transforms.inference.batches import Batch, ModelFeed
+from transforms.inference.instances import RecordInstances
 from transforms.inference.named_tensors import RecordTensors
 from transforms.inference.predict import DEAD_LETTERS, Predict
-from transforms.inference.signatures import NAMED_TENSORS, Signature
+from transforms.inference.signatures import NAMED_TENSORS, REMOTE, Signature
 from transforms.records.examples import encode_example, with_feature
 from transforms.records.parsing import Record
 
@@ -61,26 +62,31 @@ class RecordTensorsInput:
 class ChainedExample:
     """multi_sequence: the record's features, `feature` set to the previous model's `output`, as an Example.
 
-    With `tensors`, the features become a named-tensor model's inputs instead, the chained one among them.
-    A float32 or integer output chained into an Example is set in the batch's Examples a column at a time by
-    tfx-bsl's coders (transforms/records/examples.py), without a features dict per record.
+    With `build`, the features become what `build` makes of them instead: a named-tensor model's inputs
+    (RecordTensors), or an endpoint's JSON instance (RecordInstances), the chained one among them; a one-value
+    output is chained as a scalar, as a one-value feature is read. A float32 or integer output chained into an
+    Example is set in the batch's Examples a column at a time by tfx-bsl's coders (transforms/records/examples.py),
+    without a features dict per record.
     """
 
-    def __init__(self, feature: str, output: str, tensors: RecordTensors | None = None):
+    def __init__(self, feature: str, output: str, build: RecordTensors | RecordInstances | None = None):
         self.feature = feature
         self.output = output
-        self._tensors = tensors
+        self._build = build
 
     def _previous(self, batch: Batch):
         previous = batch.outputs[-1]
         if self.output not in previous.arrays:
-            raise ValueError(f"model {previous.model} returned no output {self.output!r} to chain")
+            raise ValueError(
+                f"model {previous.model} returned no output {self.output!r} to chain; its outputs: "
+                f"{', '.join(sorted(previous.arrays))} (choose one with --chain_output)"
+            )
         return previous
 
     def batch(self, batch: Batch) -> list[Any]:
         previous = self._previous(batch)
         values = previous.arrays[self.output]
-        if self._tensors is None and values.size:
+        if self._build is None and values.size:
             try:
                 examples = [record_example(record) for record in batch.records]
                 return with_feature(examples, self.feature, values.reshape(len(batch), -1))
@@ -94,11 +100,13 @@ class ChainedExample:
         return self._input(batch, position, previous.take([position]).values(1)[self.output][0])
 
     def _input(self, batch: Batch, position: int, values: list) -> Any:
-        features = {**batch.records[position].features, self.feature: values}
+        features = {**batch.records[position].features, self.feature: values[0] if len(values) == 1 else values}
         try:
-            return self._tensors(features) if self._tensors else encode_example(features)
+            return self._build(features) if self._build else encode_example(features)
         except (TypeError, ValueError) as error:
-            target = "the next model's inputs" if self._tensors else "a tf.train.Example"
+            target = {RecordTensors: "the next model's inputs", RecordInstances: "the endpoint's instance"}.get(
+                type(self._build), "a tf.train.Example"
+            )
             raise ValueError(
                 f"output {self.output!r} of model {batch.outputs[-1].model} ({str(values)[:80]}) cannot be feature "
                 f"{self.feature!r} of {target}: {error}"
@@ -106,16 +114,22 @@ class ChainedExample:
 
 
 def first_input(signature: Signature, config: InferenceConfig) -> ModelInputs:
-    """What a model fed straight from the record sees: its Example, or its named tensors."""
+    """What a model fed straight from the record sees: its Example, its named tensors, or its JSON instance."""
     if signature.kind == NAMED_TENSORS:
         return RecordTensorsInput(RecordTensors(signature, config.input_features))
+    if signature.kind == REMOTE:
+        return RecordInstances(config.input_features)
     return RecordExamples()
 
 
 def chained_input(signature: Signature, config: InferenceConfig, output: str) -> ChainedExample:
     """What a model after the first in multi_sequence sees: the previous model's `output` chained in."""
-    tensors = RecordTensors(signature, config.input_features) if signature.kind == NAMED_TENSORS else None
-    return ChainedExample(config.chain_feature, output, tensors)
+    build = None
+    if signature.kind == NAMED_TENSORS:
+        build = RecordTensors(signature, config.input_features)
+    elif signature.kind == REMOTE:
+        build = RecordInstances(config.input_features)
+    return ChainedExample(config.chain_feature, output, build)
 
 
 class _ModelInput(beam.DoFn):
@@ -171,6 +185,7 @@ def _predict(model: ModelSpec, signature: Signature, config: InferenceConfig, pr
         prediction_logs=prediction_logs,
         model_refresh_seconds=config.model_refresh_seconds,
         input_features=config.input_features,
+        remote=config.remote,
     )
 
 
@@ -219,6 +234,10 @@ class SequentialPredictions(beam.PTransform):
         return batches, dead_letters | "DeadLetters" >> beam.Flatten()
 
 
+# Models fed inputs of their own, built just before them, rather than the Example every other model shares.
+_OWN_INPUTS = (NAMED_TENSORS, REMOTE)
+
+
 def _keeping_examples(feed: ModelFeed) -> Batch:
     return feed.batch.with_examples(feed.inputs)
 
@@ -233,8 +252,9 @@ class ParallelPredictions(beam.PTransform):
     Each batch is encoded once and carries its Examples and its models' outputs from model to model in
     one fused pass, so its results are "joined" without a shuffle or state, records with equal keys
     can never mix, and a record is complete the moment its last model answers (streaming included).
-    The first model that fails on a record makes it one dead letter. A named-tensor model's inputs are built
-    just before it, as each such model takes its own; a record whose inputs cannot be is an `encode` dead letter.
+    The first model that fails on a record makes it one dead letter. A named-tensor model's inputs (or an
+    endpoint's instances) are built just before it, as each such model takes its own; a record whose inputs cannot
+    be is an `encode` dead letter.
     """
 
     def __init__(self, config: InferenceConfig, signatures: tuple[Signature, ...]):
@@ -245,12 +265,12 @@ class ParallelPredictions(beam.PTransform):
     def expand(self, records: beam.PCollection):
         batches = records | "Batch" >> beam.Map(batched).with_output_types(Batch)
         dead_letters = []
-        if any(signature.kind != NAMED_TENSORS for signature in self._signatures):
+        if any(signature.kind not in _OWN_INPUTS for signature in self._signatures):
             feeds, encode_failures = encode(batches, "Encode", ENCODE_STAGE, RecordExamples())
             batches = feeds | "KeepExample" >> beam.Map(_keeping_examples).with_output_types(Batch)
             dead_letters.append(encode_failures)
         for model, signature in zip(self._config.models, self._signatures, strict=True):
-            if signature.kind == NAMED_TENSORS:
+            if signature.kind in _OWN_INPUTS:
                 tensors = first_input(signature, self._config)
                 feeds, encode_failures = encode(batches, f"Encode {model.name}", ENCODE_STAGE, tensors, model.name)
                 dead_letters.append(encode_failures)

@@ -11,10 +11,10 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from tfx_bsl.public.beam.run_inference import CreateModelHandler
 from tfx_bsl.public.proto import model_spec_pb2
 
-from transforms.config import Batching, ModelSpec
+from transforms.config import Batching, ModelSpec, RemoteCalls
 from transforms.dead_letters import record_dead_letter
 from transforms.inference import coders  # noqa: F401 -- registers the coders of the batch types below
-from transforms.inference.batches import Batch, ModelAnswer, ModelFeed, ModelOutputs, joined
+from transforms.inference.batches import Batch, InferenceFailure, ModelAnswer, ModelFeed, ModelOutputs, joined
 from transforms.inference.model_cache import local_model_path, stage_model, stage_saved_model_proto
 from transforms.inference.model_refresh import SERVED, LoadedModel, Refresh, ServingModel, count_model_event
 from transforms.inference.named_tensors import NamedTensorModelHandler
@@ -24,14 +24,11 @@ from transforms.inference.prediction_logs import (
     serialized_tensor_prediction_logs,
     with_version,
 )
+from transforms.inference.remote_predict import EndpointModelHandler
 from transforms.inference.signatures import EXAMPLES, NAMED_TENSORS, Signature
 
 INFERENCE_STAGE = "inference"
 DEAD_LETTERS = "dead_letters"
-
-
-class InferenceFailure(Exception):
-    """The model raised on this one example (found by halving its failed batch until the example stood alone)."""
 
 
 class _DelegatingModelHandler(ModelHandler):
@@ -252,7 +249,8 @@ class Predict(beam.PTransform):
     signature's kind picks the engine (`engine`); Beam's RunInference around it runs each batch as the source made
     it, and the outputs stay beside their records, so nothing needs joining back afterwards. With
     `model_refresh_seconds` and a base of numbered versions, newer versions are swapped in as they appear
-    (transforms/inference/model_refresh.py).
+    (transforms/inference/model_refresh.py). A Vertex AI endpoint is fed JSON instances and called by
+    EndpointModelHandler instead (transforms/inference/remote_predict.py), `remote` saying how.
     """
 
     def __init__(
@@ -263,9 +261,13 @@ class Predict(beam.PTransform):
         prediction_logs: bool = False,
         model_refresh_seconds: int | None = None,
         input_features: Mapping[str, str] = MappingProxyType({}),
+        remote: RemoteCalls = RemoteCalls(),
     ):
         super().__init__()
         self._model = model
+        if model.remote:
+            self._handler = EndpointModelHandler(model, remote, prediction_logs)
+            return
         refresh = None
         if model_refresh_seconds and model.base:
             refresh = Refresh(model_refresh_seconds, signature, signature.output_aliases, dict(input_features))

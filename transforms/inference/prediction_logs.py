@@ -94,19 +94,30 @@ def _tensor_entries(alias: str, values: np.ndarray, batch_size: int) -> list[byt
     return [prefix + raw[i * width : (i + 1) * width] for i in range(batch_size)]
 
 
-def _model_spec(signature_name: str, version: str | None) -> bytes:
-    spec = model_pb2.ModelSpec(signature_name=signature_name)
+def _model_spec(signature_name: str, version: str | None, model_name: str | None = None) -> bytes:
+    """A ModelSpec: the version a number when it is one (int64), else its label (a Vertex AI deployed model's id
+    always is a number: the label is only for an id no int64 holds)."""
+    spec = model_pb2.ModelSpec(name=model_name or "", signature_name=signature_name)
     if version is not None:
-        spec.version.value = int(version)
+        if version.isdigit() and int(version) < 2**63:
+            spec.version.value = int(version)
+        else:
+            spec.version_label = version
     return spec.SerializeToString()
 
 
-def _logs(request_parts: list[list[bytes]], outputs: Mapping[str, np.ndarray], signature_name: str, version) -> list:
+def _logs(
+    request_parts: list[list[bytes]],
+    outputs: Mapping[str, np.ndarray],
+    signature_name: str,
+    version,
+    model_name: str | None = None,
+) -> list:
     """The serialized PredictionLogs of a batch, from each example's request inputs (map entries, sorted by key)."""
-    batch_size = len(request_parts[0])
+    batch_size = len(request_parts[0]) if request_parts else len(next(iter(outputs.values())))
     _check_batch_dimension(outputs, batch_size)
-    request_spec = _field(_FIRST, _model_spec(signature_name, None))
-    response_spec = _field(_SECOND, _model_spec(signature_name, version))
+    request_spec = _field(_FIRST, _model_spec(signature_name, None, model_name))
+    response_spec = _field(_SECOND, _model_spec(signature_name, version, model_name))
     responses = [
         [_field(_FIRST, entry) for entry in _tensor_entries(alias, outputs[alias], batch_size)]
         for alias in sorted(outputs)
@@ -148,13 +159,15 @@ def serialized_tensor_prediction_logs(
     outputs: Mapping[str, np.ndarray],
     signature_name: str,
     version: str | None = None,
+    model_name: str | None = None,
 ) -> list[bytes]:
     """One serialized PredictionLog per record of a named-tensor model: its inputs in the request, as TF Serving
-    logs them. `version` goes in the response's model_spec.version, as in `serialized_prediction_logs`.
+    logs them. `version` goes in the response's model_spec.version, as in `serialized_prediction_logs`;
+    `model_name`, when given, in both model_specs' name (a remote model's endpoint).
     """
-    batch_size = len(next(iter(inputs.values())))
+    batch_size = len(next(iter(inputs.values()))) if inputs else len(next(iter(outputs.values())))
     request_parts = [_tensor_entries(alias, inputs[alias], batch_size) for alias in sorted(inputs)]
-    return _logs(request_parts, outputs, signature_name, version)
+    return _logs(request_parts, outputs, signature_name, version, model_name)
 
 
 def with_version(

@@ -3,7 +3,8 @@
 A signature is one of three kinds, and the kind picks the engine: a predict signature taking one DT_STRING
 input of serialized tf.train.Examples, or a classify or regress signature (which always take serialized
 Examples), runs in tfx-bsl's handler; a predict signature taking named tensors (what Keras 3's `model.export`
-writes) runs in our own (transforms/inference/named_tensors.py), each input built from a feature.
+writes) runs in our own (transforms/inference/named_tensors.py), each input built from a feature. A Vertex AI
+endpoint has no SavedModel to read: its signature is a kind of its own, REMOTE, fed JSON instances.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ SERVE_TAG = "serve"
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
+# A Vertex AI endpoint's "signature": its predict method, taking JSON instances (transforms/inference/instances.py).
+VERTEX_PREDICT_METHOD = "google.cloud.aiplatform.v1.PredictionService.Predict"
 
 # The kinds of signature the template serves.
 EXAMPLES = "serialized Example"
 CLASSIFY = "classify"
 REGRESS = "regress"
 NAMED_TENSORS = "named tensors"
+REMOTE = "Vertex AI endpoint"
 
 # The dtypes a named input can be built from a feature with: numbers from int and float features, text from
 # bytes features. Each is checked per record to hold its value exactly (transforms/inference/named_tensors.py).
@@ -77,16 +81,23 @@ class Signature:
 
     @property
     def kind(self) -> str:
-        """EXAMPLES, CLASSIFY, REGRESS or NAMED_TENSORS: what the template builds for it and which engine runs it."""
+        """EXAMPLES, CLASSIFY, REGRESS, NAMED_TENSORS or REMOTE: what the template builds for it and what runs it."""
         if self.method == CLASSIFY_METHOD:
             return CLASSIFY
         if self.method == REGRESS_METHOD:
             return REGRESS
+        if self.method == VERTEX_PREDICT_METHOD:
+            return REMOTE
         return EXAMPLES if self.takes_serialized_examples else NAMED_TENSORS
 
     @property
     def output_aliases(self) -> tuple[str, ...]:
         return tuple(output.alias for output in self.outputs)
+
+
+def endpoint_signature(resource: str) -> Signature:
+    """A Vertex AI endpoint's signature: JSON instances in; its outputs are only known from its answers."""
+    return Signature(resource, VERTEX_PREDICT_METHOD, (), ())
 
 
 def _tensor_infos(infos) -> tuple[TensorInfo, ...]:
