@@ -1,5 +1,6 @@
 # The workers' identity, with only what a job needs: run as a Dataflow worker, read models and inputs and
-# write outputs in this bucket, write this deployment's datasets, read the image, and use this deployment's topics.
+# write outputs in this bucket, write this deployment's datasets, read the image, use this deployment's topics, and
+# call the Vertex AI endpoints of var.vertex_endpoints.
 resource "google_service_account" "worker" {
   account_id   = "${var.name}-worker"
   display_name = "TFX RunInference Dataflow workers"
@@ -50,4 +51,17 @@ resource "google_pubsub_topic_iam_member" "worker" {
   topic    = each.value.name
   role     = "roles/pubsub.publisher"
   member   = google_service_account.worker.member
+}
+
+# Remote inference: each Vertex AI endpoint the jobs call, read at launch and called by the workers. Granted on the
+# endpoint itself, not the project: roles/aiplatform.user on a project would let the workers run training jobs too.
+resource "google_vertex_ai_endpoint_iam_member" "worker" {
+  provider   = google-beta
+  for_each   = toset(var.vertex_endpoints)
+  project    = split("/", each.value)[1]
+  location   = split("/", each.value)[3]
+  endpoint   = split("/", each.value)[5]
+  role       = "roles/aiplatform.user"
+  member     = google_service_account.worker.member
+  depends_on = [google_project_service.aiplatform]
 }

@@ -33,6 +33,13 @@ resource "google_project_service" "apis" {
   disable_on_destroy = false
 }
 
+# Vertex AI only with endpoints to call: the workers' requests are counted against this project, which must enable it.
+resource "google_project_service" "aiplatform" {
+  count              = length(var.vertex_endpoints) > 0 ? 1 : 0
+  service            = "aiplatform.googleapis.com"
+  disable_on_destroy = false
+}
+
 # Cloud KMS only with a key: the service agents' grants on it (kms.tf) go through it.
 resource "google_project_service" "kms" {
   count              = var.kms_key_name == null ? 0 : 1

@@ -128,11 +128,21 @@ variable "job_pattern" {
 
 variable "job_model_uris" {
   type        = list(string)
-  description = "gs:// SavedModel directories of the streaming job, in order. Default: the x5 demo model in the bucket."
+  description = "gs:// SavedModel directories (or vertex:// endpoints, listed in vertex_endpoints too) of the streaming job, in order. Default: the x5 demo model in the bucket."
   default     = []
   validation {
-    condition     = alltrue([for uri in var.job_model_uris : startswith(uri, "gs://")])
-    error_message = "job_model_uris must all be gs:// URIs."
+    condition     = alltrue([for uri in var.job_model_uris : startswith(uri, "gs://") || startswith(uri, "vertex://")])
+    error_message = "job_model_uris must all be gs:// URIs or vertex://projects/PROJECT/locations/LOCATION/endpoints/ENDPOINT."
+  }
+}
+
+variable "vertex_endpoints" {
+  type        = list(string)
+  description = "Vertex AI endpoints (projects/PROJECT/locations/LOCATION/endpoints/ENDPOINT) the jobs call as models (model_uris vertex://...): the worker service account, which the launcher runs as too, is granted roles/aiplatform.user on each, to read it at launch and call it."
+  default     = []
+  validation {
+    condition     = alltrue([for name in var.vertex_endpoints : can(regex("^projects/[a-z0-9][a-z0-9.:-]*/locations/[a-z0-9-]+/endpoints/[A-Za-z0-9_-]+$", name))])
+    error_message = "vertex_endpoints must be endpoint resource names: projects/PROJECT/locations/LOCATION/endpoints/ENDPOINT."
   }
 }
 

@@ -78,6 +78,7 @@ def test_the_worker_has_only_the_roles_a_job_needs_each_on_the_narrowest_resourc
         "google_storage_bucket_iam_member.worker": "roles/storage.objectUser",
         "google_bigquery_dataset_iam_member.worker": "roles/bigquery.dataEditor",
         "google_artifact_registry_repository_iam_member.worker": "roles/artifactregistry.reader",
+        "google_vertex_ai_endpoint_iam_member.worker": "roles/aiplatform.user",
         "google_pubsub_subscription_iam_member.worker": "roles/pubsub.subscriber",
         "google_pubsub_topic_iam_member.worker": "roles/pubsub.publisher",
     }, "every other role is granted on one bucket, dataset, repository, subscription or topic, not the project"

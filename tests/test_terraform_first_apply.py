@@ -49,6 +49,7 @@ APIS_OF_TYPE: dict[str, tuple[str, ...]] = {
     "google_storage_bucket_object": ("storage.googleapis.com",),
     "data.google_storage_bucket_object_content": ("storage.googleapis.com",),
     "data.google_storage_project_service_account": ("storage.googleapis.com",),
+    "google_vertex_ai_endpoint_iam_member": ("aiplatform.googleapis.com",),
 }
 
 # The service agents that encrypt with a CMEK key for the resources here (Dataflow's job state and
