@@ -10,7 +10,7 @@ DEMO_OUT := out/demo
 RUN := $(PY) main.py
 comma := ,
 
-.PHONY: venv bqemulator bench mutation demo demo-stream demo-refresh models data test lint format lock parameter-table metadata template-spec launch-local graph checkov provider-schemas terraform-check clean
+.PHONY: venv bqemulator bench mutation demo demo-stream demo-refresh demo-remote models data test lint format lock parameter-table metadata template-spec launch-local graph checkov provider-schemas terraform-check clean
 
 # Every virtualenv is made the same way, whatever pip the machine's Python bundles: that pip installs only the
 # pinned, hash-checked uv of requirements/uv.txt (a plain pin, which any pip handles), and uv installs the lock.
@@ -61,6 +61,10 @@ demo-stream: models data
 # A live model swap: version 2 (10x) lands under a base while version 1 (5x) serves a stream.
 demo-refresh: models
 	$(PY) -m tools.demo_refresh
+
+# Remote inference: the local Vertex AI stand-in serves endpoints, called as models alone and after a local model.
+demo-remote: models data
+	$(PY) -m tools.demo_remote
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

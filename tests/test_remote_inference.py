@@ -5,13 +5,14 @@ its documented outcome, and the launch refusing an endpoint that cannot serve.""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import urllib.request
 from dataclasses import dataclass
 
 import pytest
 import tensorflow as tf
-from conftest import ROOT, background_server, free_port
+from conftest import ROOT, background_server, free_port, read_jsonl
 from google.cloud.aiplatform_v1.types import PredictRequest
 from google.protobuf import json_format
 from tensorflow_serving.apis import prediction_log_pb2
@@ -466,3 +467,22 @@ def test_a_stream_is_scored_by_an_endpoint(pubsub, start_main, endpoint):
         assert message.attributes["version"] == "1001"
     assert json.loads(letters[0].data)["stage"] == "parse"
     assert "pattern keyed finished" in stdout
+
+
+@pytest.mark.slow
+def test_make_demo_remote_scores_every_demo_record_through_the_endpoint(demo_models, demo_data, tmp_path):
+    models = next(iter(demo_models.values())).rsplit("/", 1)[0]
+    command = [sys.executable, "-m", "tools.demo_remote", f"--models={models}", f"--data={demo_data}"]
+    done = subprocess.run([*command, f"--output={tmp_path}"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name, models_per_row in (("remote", 1), ("cascade", 2), ("local_and_remote", 2)):
+        rows = read_jsonl(str(tmp_path / name))
+        assert len(rows) == 100 and read_jsonl(str(tmp_path / f"{name}_dead_letter")) == []
+        for row in rows:
+            remote_prediction = row["predictions"][-1]
+            assert len(row["predictions"]) == models_per_row and remote_prediction["version"] == "7001"
+            if name == "cascade":  # the endpoint scored what the local x5 model made of x
+                local = row["predictions"][0]["outputs"]["y"][0]
+                assert remote_prediction["outputs"] == {PREDICTION: [pytest.approx(10 * local, rel=1e-6)]}
+            else:
+                assert remote_prediction["outputs"] == {PREDICTION: [10 * row["input"]["x"]]}
