@@ -486,3 +486,20 @@ def test_make_demo_remote_scores_every_demo_record_through_the_endpoint(demo_mod
                 assert remote_prediction["outputs"] == {PREDICTION: [pytest.approx(10 * local, rel=1e-6)]}
             else:
                 assert remote_prediction["outputs"] == {PREDICTION: [10 * row["input"]["x"]]}
+
+
+@pytest.mark.slow
+def test_a_local_and_a_remote_model_translate_for_dataflow(run_main, endpoint, demo_models, demo_data):
+    from test_dataflow_translation import DATAFLOW
+
+    run = run_main(
+        "--pattern=multi_sequence",
+        f"--model_uris={demo_models['multiply_by_5']},{remote(X10)}",
+        f"--input={demo_data}/numbers.csv",
+        f"--vertex_api_endpoint={endpoint.address}",
+        *DATAFLOW,
+        output="gs://test-bucket/out/result",
+    )
+    assert run.returncode == 0, run.stderr
+    assert "pattern multi_sequence submitted to DataflowRunner" in run.stdout
+    assert endpoint.stats()["predict_requests"] == 0, "the launcher reads the endpoint, and never predicts"

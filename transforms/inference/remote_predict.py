@@ -132,12 +132,11 @@ class VertexEndpoint:
     RunInference shares the loaded model among the process's threads, and so this one pool.
     """
 
-    def __init__(self, resource: str, calls: RemoteCalls, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, resource: str, calls: RemoteCalls):
         self.resource = resource
         self._calls = calls
         self._client = prediction_client(api_endpoint(resource, calls.api_endpoint))
         self._pool = ThreadPoolExecutor(calls.requests_in_flight, thread_name_prefix="vertex-predict")
-        self._sleep = sleep
 
     def submit(self, call: Callable[..., Any], *args: Any) -> Future:
         """`call(*args)` on one of the pool's threads: while it runs, it holds one of the requests in flight."""
@@ -160,7 +159,7 @@ class VertexEndpoint:
                     raise RemoteFailure(message) from error
                 logging.warning("Vertex AI endpoint %s: %s; again in %.1f s", self.resource, _status(error), delay)
                 beam.metrics.Metrics.counter(namespace, RETRIES).inc()
-                self._sleep(delay)
+                time.sleep(delay)
                 continue
             answer = json_format.MessageToDict(PredictResponse.pb(response))
             return answer.get("deployedModelId") or None, answer.get("predictions", [])
