@@ -59,10 +59,9 @@ class RecordTensorsInput:
         return self._tensors(batch.records[position].features)
 
 
-class ChainedExample:
-    """multi_sequence: the record's features, `feature` set to the previous model's `output`, as an Example.
-
-    With `build`, the features become what `build` makes of them instead: a named-tensor model's inputs
+class ChainedInput:
+    """multi_sequence: the record's features, `feature` set to the previous model's `output`, as the next model's
+    input: a serialized Example, or with `build`, what `build` makes of them: a named-tensor model's inputs
     (RecordTensors), or an endpoint's JSON instance (RecordInstances), the chained one among them; a one-value
     output is chained as a scalar, as a one-value feature is read. A float32 or integer output chained into an
     Example is set in the batch's Examples a column at a time by tfx-bsl's coders (transforms/records/examples.py),
@@ -122,14 +121,14 @@ def first_input(signature: Signature, config: InferenceConfig) -> ModelInputs:
     return RecordExamples()
 
 
-def chained_input(signature: Signature, config: InferenceConfig, output: str) -> ChainedExample:
+def chained_input(signature: Signature, config: InferenceConfig, output: str) -> ChainedInput:
     """What a model after the first in multi_sequence sees: the previous model's `output` chained in."""
     build = None
     if signature.kind == NAMED_TENSORS:
         build = RecordTensors(signature, config.input_features)
     elif signature.kind == REMOTE:
         build = RecordInstances(config.input_features)
-    return ChainedExample(config.chain_feature, output, build)
+    return ChainedInput(config.chain_feature, output, build)
 
 
 class _ModelInput(beam.DoFn):
