@@ -221,3 +221,123 @@ def test_model_refresh_needs_a_stream_and_a_positive_period():
         config_from_args(
             build_parser().parse_args(["--pattern=keyed", "--model_uris=m", *streaming, "--model_refresh_seconds=0"])
         )
+
+
+_SOURCES = (
+    "give exactly one source: --input (files), --input_table or --input_query (BigQuery, batch) or "
+    "--input_subscription (Pub/Sub, streaming); got "
+)
+_NAME_FORM = "PROJECT a project id, DATASET letters, digits and underscores"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--output=o"], _SOURCES + "none"),
+        (["--output=o", "--input=i", "--input_table=my-project:d.t"], _SOURCES + "--input, --input_table"),
+        (
+            ["--input=i"],
+            "give a place for the results: --output (files), --output_topic (Pub/Sub), --output_table (BigQuery)",
+        ),
+        (
+            ["--input=i", "--output=o", "--dead_letter=d", "--dead_letter_table=my-project:d.t"],
+            "dead letters go to one place: give one of --dead_letter, --dead_letter_table",
+        ),
+        (
+            ["--input=i", "--output_topic=projects/p/topics/t"],
+            "give a place for dead letters: --dead_letter (files), --dead_letter_topic (Pub/Sub) or "
+            "--dead_letter_table (BigQuery)",
+        ),
+        (
+            ["--input=i", "--output=o", "--key_attribute=k"],
+            "--key_attribute names a Pub/Sub message attribute; other sources carry the key in --key_field",
+        ),
+        (
+            ["--input_query=SELECT 1", "--output=o"],
+            "--input_query needs --temp_dataset=PROJECT:DATASET, a dataset in the queried tables' location that "
+            "holds the query's result while it is read (Terraform creates one)",
+        ),
+        (
+            ["--input=i", "--output=o", "--temp_dataset=my-project:d"],
+            "--temp_dataset is only used by --input_query; leave it out",
+        ),
+        (
+            ["--input=i", "--output=o", "--output_table=p:d"],
+            "--output_table=p:d is not a BigQuery table name of the form [PROJECT:]DATASET.TABLE: "
+            + _NAME_FORM
+            + ", TABLE those and dashes",
+        ),
+        (
+            ["--input_query=SELECT 1", "--temp_dataset=p:d.x", "--output=o"],
+            "--temp_dataset=p:d.x is not a BigQuery dataset name of the form [PROJECT:]DATASET: " + _NAME_FORM,
+        ),
+        (
+            ["--pattern=predict", "--input=i", "--output_table=my-project:d.t", "--dead_letter=d"],
+            "--pattern=predict writes PredictionLogs, which are not table rows: use --pattern=postprocess with "
+            "--output_table, or write PredictionLogs with --output or --output_topic",
+        ),
+        (["--input=i", "--output=o", "--window_seconds=0"], "--window_seconds must be at least 1; got 0"),
+        (
+            ["--input=i", "--output=o", "--model_refresh_seconds=5"],
+            "--model_refresh_seconds swaps models under a running stream: it needs --input_subscription (a batch "
+            "run takes each base's newest complete version at launch)",
+        ),
+        (
+            ["--input_subscription=projects/p/subscriptions/s", "--output=o", "--model_refresh_seconds=0"],
+            "--model_refresh_seconds must be at least 1; got 0",
+        ),
+    ],
+)
+def test_each_refusal_says_exactly_what_is_wrong_and_what_to_give(argv, message):
+    """The whole message, not a fragment: it is the product's answer to a user's mistake."""
+    pattern = [] if any(a.startswith("--pattern") for a in argv) else ["--pattern=keyed"]
+    with pytest.raises(ParameterError) as refused:
+        config_from_args(build_parser().parse_args([*pattern, "--model_uris=a", *argv]))
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    ("pattern", "uris", "names", "message"),
+    [
+        ("keyed", "a,b", None, "--pattern=keyed runs exactly one model, but --model_uris names 2: a, b"),
+        (
+            "multi_parallel",
+            "a",
+            None,
+            "--pattern=multi_parallel runs two or more models, but --model_uris names 1; use --pattern=postprocess "
+            "for a single model",
+        ),
+        (
+            "multi_parallel",
+            "x/m,y/m,z/n,w/n",
+            None,
+            "model name(s) m, n are used twice; give distinct names with --model_names",
+        ),
+        (
+            "multi_parallel",
+            "a,b,c",
+            "one,two",
+            "--model_names has 2 names but --model_uris has 3 models; give one name per model",
+        ),
+    ],
+)
+def test_model_list_refusals_say_exactly_what_is_wrong(pattern, uris, names, message):
+    with pytest.raises(ParameterError) as refused:
+        models_from_args(pattern, uris, names)
+    assert str(refused.value) == message
+
+
+def test_names_and_dead_letters_from_paths_with_slashes_and_digits():
+    assert [m.name for m in models_from_args("multi_parallel", "models/x5/,gs://b/serving/fraud/17/", None)] == [
+        "x5",
+        "fraud",
+    ]
+    assert model_name_from_uri("1732700000") == "1732700000", "a lone number has no base to be named after"
+    assert parse("--pattern=keyed", "--model_uris=a", "--output=out/run/").dead_letter == "out/run_dead_letter"
+    assert parse("--pattern=keyed", "--model_uris=a", "--output=/abs/run").dead_letter == "/abs/run_dead_letter"
+
+
+def test_the_smallest_window_and_refresh_period_are_accepted():
+    stream = ["--pattern=keyed", "--model_uris=a", "--input_subscription=projects/p/subscriptions/s", "--output=o"]
+    config = config_from_args(build_parser().parse_args([*stream, "--window_seconds=1", "--model_refresh_seconds=1"]))
+    assert (config.window_seconds, config.model_refresh_seconds) == (1, 1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tools.docs import with_parameter_table
 from transforms.parameters import PARAMETERS, build_parser
 
@@ -32,3 +34,29 @@ def test_enum_parameters_list_their_options_and_required_ones_have_no_default():
         assert (parameter.param_type == "ENUM") == bool(parameter.options), parameter.name
         if not parameter.optional:
             assert parameter.default is None, parameter.name
+
+
+def test_argparse_enforces_what_the_registry_says(capsys):
+    parser = build_parser()
+    required = [p.name for p in PARAMETERS if not p.optional]
+    assert required == ["pattern", "model_uris"]
+    for missing in required:
+        given = [f"--{name}={'keyed' if name == 'pattern' else 'm'}" for name in required if name != missing]
+        with pytest.raises(SystemExit):
+            parser.parse_args(given)
+        assert f"the following arguments are required: --{missing}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--pattern=batched", "--model_uris=m"])
+    assert "argument --pattern: invalid choice: 'batched'" in capsys.readouterr().err
+
+
+def test_help_names_the_program_and_says_what_each_parameter_is(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100000")  # argparse wraps at the terminal's width, and breaks on hyphens
+    text = " ".join(build_parser().format_help().split())
+    assert text.startswith("usage: main.py [-h] --pattern {predict,postprocess,keyed,multi_parallel,multi_sequence}")
+    assert "Batch and streaming ML inference with TFX RunInference on TensorFlow SavedModels." in text
+    assert "Any other --flag is passed to Apache Beam as a pipeline option (--runner, --direct_num_workers, ...)." in (
+        text
+    )
+    for parameter in PARAMETERS:
+        assert " ".join(parameter.help.split()) in text, parameter.name

@@ -232,6 +232,7 @@ def check_select_query(query: str) -> None:
         )
 
 
+_TABLE_NAME = ("table", "[PROJECT:]DATASET.TABLE", ", TABLE those and dashes")
 _SOURCES = ("input", "input_table", "input_query", "input_subscription")
 _DEAD_LETTER_SINKS = ("dead_letter", "dead_letter_topic", "dead_letter_table")
 
@@ -271,12 +272,10 @@ def _check_sources_and_sinks(args: argparse.Namespace) -> None:
     for name, pattern in BIGQUERY_IDENTIFIERS.items():
         value = getattr(args, name)
         if value and not re.fullmatch(pattern, value):
-            kind, form = (
-                ("dataset", "[PROJECT:]DATASET") if name == "temp_dataset" else ("table", "[PROJECT:]DATASET.TABLE")
-            )
+            kind, form, table = ("dataset", "[PROJECT:]DATASET", "") if name == "temp_dataset" else _TABLE_NAME
             raise ParameterError(
                 f"--{name}={value} is not a BigQuery {kind} name of the form {form}: PROJECT a project id, "
-                "DATASET letters, digits and underscores, TABLE those and dashes"
+                f"DATASET letters, digits and underscores{table}"
             )
     if args.input_query:
         check_select_query(args.input_query)
