@@ -503,3 +503,13 @@ def test_a_local_and_a_remote_model_translate_for_dataflow(run_main, endpoint, d
     assert run.returncode == 0, run.stderr
     assert "pattern multi_sequence submitted to DataflowRunner" in run.stdout
     assert endpoint.stats()["predict_requests"] == 0, "the launcher reads the endpoint, and never predicts"
+
+
+@pytest.mark.slow
+def test_the_remote_benchmark_measures_every_in_flight_bound(tmp_path):
+    from benchmarks import remote
+
+    assert remote.main(["--records=1024", "--latency-ms=20", f"--results={tmp_path / 'remote.md'}"]) == 0
+    rows = [line for line in (tmp_path / "remote.md").read_text().splitlines() if line.startswith("| 20 ms |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["1", "4", "16"]
+    assert all(float(row.split("|")[3].replace(",", "")) > 0 for row in rows)
