@@ -277,16 +277,23 @@ def remote(resource: str) -> str:
     return f"vertex://{resource}"
 
 
+@pytest.fixture
+def run_remote(run_main, endpoint, tmp_path):
+    """main.py on JSON Lines of `records`, its endpoints called at the stand-in (or at `address`)."""
+
+    def run(pattern: str, models: str, *extra: str, records=RECORDS, address: str | None = None):
+        source = write_jsonl(tmp_path / "in.jsonl", records)
+        api = f"--vertex_api_endpoint={address or endpoint.address}"
+        return run_main(f"--pattern={pattern}", f"--model_uris={models}", f"--input={source}", api, *extra)
+
+    return run
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("pattern", ["postprocess", "keyed"])
-def test_postprocess_and_keyed_rows_name_the_endpoint_and_deployed_model(run_main, endpoint, tmp_path, pattern):
+def test_postprocess_and_keyed_rows_name_the_endpoint_and_deployed_model(run_remote, pattern):
     records = [*RECORDS, {"key": "bad", "x": "seven"}]
-    run = run_main(
-        f"--pattern={pattern}",
-        f"--model_uris={remote(X5)}",
-        f"--input={write_jsonl(tmp_path / 'in.jsonl', records)}",
-        f"--vertex_api_endpoint={endpoint.address}",
-    )
+    run = run_remote(pattern, remote(X5), records=records)
     assert run.returncode == 0, run.stderr
     assert f"model 5: Vertex AI endpoint {X5}, serving 1001 (x5)" in run.stdout
     rows = {row["key"]: row for row in run.rows()}
@@ -298,13 +305,8 @@ def test_postprocess_and_keyed_rows_name_the_endpoint_and_deployed_model(run_mai
 
 
 @pytest.mark.slow
-def test_predict_logs_name_the_endpoint_and_the_deployed_model(run_main, endpoint, tmp_path):
-    run = run_main(
-        "--pattern=predict",
-        f"--model_uris={remote(TWO)}",
-        f"--input={write_jsonl(tmp_path / 'in.jsonl', RECORDS[:5])}",
-        f"--vertex_api_endpoint={endpoint.address}",
-    )
+def test_predict_logs_name_the_endpoint_and_the_deployed_model(run_remote, tmp_path):
+    run = run_remote("predict", remote(TWO), records=RECORDS[:5])
     assert run.returncode == 0, run.stderr
     logs = []
     for path in sorted((tmp_path / "out").glob("result-*.tfrecord")):
@@ -319,14 +321,9 @@ def test_predict_logs_name_the_endpoint_and_the_deployed_model(run_main, endpoin
 
 
 @pytest.mark.slow
-def test_multi_parallel_mixes_a_local_model_and_an_endpoint(run_main, endpoint, tmp_path):
+def test_multi_parallel_mixes_a_local_model_and_an_endpoint(run_remote, tmp_path):
     local = export_exact_multipliers(tmp_path / "models")["multiply_by_10"]
-    run = run_main(
-        "--pattern=multi_parallel",
-        f"--model_uris={local},{remote(X5)}",
-        f"--input={write_jsonl(tmp_path / 'in.jsonl', RECORDS)}",
-        f"--vertex_api_endpoint={endpoint.address}",
-    )
+    run = run_remote("multi_parallel", f"{local},{remote(X5)}")
     assert run.returncode == 0, run.stderr
     rows = run.rows()
     assert len(rows) == 40
@@ -338,15 +335,10 @@ def test_multi_parallel_mixes_a_local_model_and_an_endpoint(run_main, endpoint, 
 
 
 @pytest.mark.slow
-def test_multi_sequence_feeds_a_local_models_output_to_an_endpoint_and_back(run_main, endpoint, tmp_path):
+def test_multi_sequence_feeds_a_local_models_output_to_an_endpoint_and_back(run_remote, tmp_path):
     local = export_exact_multipliers(tmp_path / "models")["multiply_by_10"]
-    run = run_main(
-        "--pattern=multi_sequence",
-        f"--model_uris={local},{remote(X5)},{local}",
-        "--model_names=first,remote,last",
-        "--chain_output=y",
-        f"--input={write_jsonl(tmp_path / 'in.jsonl', RECORDS)}",
-        f"--vertex_api_endpoint={endpoint.address}",
+    run = run_remote(
+        "multi_sequence", f"{local},{remote(X5)},{local}", "--model_names=first,remote,last", "--chain_output=y"
     )
     # The endpoint's output is `prediction`: --chain_output=y names the local models' output, which the remote
     # one lacks, so its records are `chain` dead letters naming the outputs it has.
@@ -355,13 +347,7 @@ def test_multi_sequence_feeds_a_local_models_output_to_an_endpoint_and_back(run_
     assert len(letters) == 40 and {letter["stage"] for letter in letters} == {"chain"}
     assert "returned no output 'y' to chain; its outputs: prediction" in letters[0]["message"]
 
-    run = run_main(
-        "--pattern=multi_sequence",
-        f"--model_uris={local},{remote(X5)}",
-        "--model_names=first,remote",
-        f"--input={write_jsonl(tmp_path / 'in.jsonl', RECORDS)}",
-        f"--vertex_api_endpoint={endpoint.address}",
-    )
+    run = run_remote("multi_sequence", f"{local},{remote(X5)}", "--model_names=first,remote")
     assert run.returncode == 0, run.stderr
     rows = run.rows()
     assert len(rows) == 40
@@ -373,29 +359,18 @@ def test_multi_sequence_feeds_a_local_models_output_to_an_endpoint_and_back(run_
 
 
 @pytest.mark.slow
-def test_multi_sequence_feeds_an_endpoints_output_to_a_local_model(run_main, endpoint, tmp_path):
+def test_multi_sequence_feeds_an_endpoints_output_to_a_local_model(run_remote, tmp_path):
     local = export_exact_multipliers(tmp_path / "models")["multiply_by_10"]
-    run = run_main(
-        "--pattern=multi_sequence",
-        f"--model_uris={remote(X5)},{local}",
-        f"--input={write_jsonl(tmp_path / 'in.jsonl', RECORDS)}",
-        f"--vertex_api_endpoint={endpoint.address}",
-    )
+    run = run_remote("multi_sequence", f"{remote(X5)},{local}")
     assert run.returncode == 0, run.stderr
     rows = run.rows()
     assert sorted(row["predictions"][1]["outputs"]["y"][0] for row in rows) == sorted(50 * r["x"] for r in RECORDS)
 
 
 @pytest.mark.slow
-def test_failed_requests_are_inference_dead_letters_and_the_counts_reconcile(run_main, endpoint, tmp_path):
+def test_failed_requests_are_inference_dead_letters_and_the_counts_reconcile(run_remote, endpoint):
     endpoint.faults(fail=[{"status": 503, "times": 1000}])
-    run = run_main(
-        "--pattern=postprocess",
-        f"--model_uris={remote(X5)}",
-        f"--input={write_jsonl(tmp_path / 'in.jsonl', RECORDS)}",
-        f"--vertex_api_endpoint={endpoint.address}",
-        "--remote_retry_seconds=2",
-    )
+    run = run_remote("postprocess", remote(X5), "--remote_retry_seconds=2")
     assert run.returncode == 0, run.stderr  # the summary reconciles: 40 read, 40 dead letters
     letters = run.dead_letters()
     assert len(letters) == 40 and run.rows() == []
@@ -416,27 +391,16 @@ def test_failed_requests_are_inference_dead_letters_and_the_counts_reconcile(run
         (X5, {"deny": True}, f"Vertex AI endpoint {X5} may not be read with the job's credentials (Permission"),
     ],
 )
-def test_an_endpoint_that_cannot_serve_is_refused_at_launch(run_main, endpoint, tmp_path, uri, faults, message):
+def test_an_endpoint_that_cannot_serve_is_refused_at_launch(run_remote, endpoint, uri, faults, message):
     endpoint.faults(**faults)
-    run = run_main(
-        "--pattern=postprocess",
-        f"--model_uris={remote(uri)}",
-        f"--input={write_jsonl(tmp_path / 'in.jsonl', RECORDS)}",
-        f"--vertex_api_endpoint={endpoint.address}",
-    )
+    run = run_remote("postprocess", remote(uri))
     assert run.returncode != 0 and message in run.stderr, run.stderr
     assert endpoint.stats()["predict_requests"] == 0
 
 
 @pytest.mark.slow
-def test_an_unreachable_endpoint_api_is_a_launch_error(run_main, tmp_path):
-    run = run_main(
-        "--pattern=postprocess",
-        f"--model_uris={remote(X5)}",
-        f"--input={write_jsonl(tmp_path / 'in.jsonl', RECORDS)}",
-        f"--vertex_api_endpoint=http://127.0.0.1:{free_port()}",
-        "--remote_timeout_seconds=5",
-    )
+def test_an_unreachable_endpoint_api_is_a_launch_error(run_remote):
+    run = run_remote("postprocess", remote(X5), "--remote_timeout_seconds=5", address=f"http://127.0.0.1:{free_port()}")
     assert run.returncode != 0
     assert f"Vertex AI endpoint {X5} cannot be reached at http://127.0.0.1:" in run.stderr, run.stderr
 
