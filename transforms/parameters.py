@@ -270,6 +270,31 @@ PARAMETERS: tuple[Parameter, ...] = (
         regexes=(rf"^{_NAME}$",),
     ),
     Parameter(
+        "route_field",
+        "Route field",
+        "Routes each record to a model of its own: the record field whose value (as text) is its route, the "
+        "key_field or another field such as region (read as text unless feature_types says otherwise). model_uris "
+        "is then one route table: a directory whose subdirectories are the routes' models (ROOT/ROUTE/VERSION/), "
+        "or a .json or .csv file mapping route to model. For predict, postprocess and keyed.",
+        regexes=(rf"^{_NAME}$",),
+    ),
+    Parameter(
+        "default_route",
+        "Default route",
+        "With route_field: the route of the table whose model scores the records whose route the table does not "
+        "list, or that have none. Default: those records are route dead letters.",
+        regexes=(r"^[^,\s]+$",),
+    ),
+    Parameter(
+        "max_models_per_worker",
+        "Routed models per worker process",
+        "With route_field: the most route models one worker process keeps loaded; loading one more evicts the "
+        "least recently used. Loads and evictions are counted.",
+        "NUMBER",
+        default=20,
+        regexes=(_POSITIVE,),
+    ),
+    Parameter(
         "log_level",
         "Log level",
         "Python log level of the pipeline; TensorFlow and Beam start-up noise is hidden below INFO.",
