@@ -116,6 +116,9 @@ EXAMPLES = {
         ["", "DELETE FROM d.t WHERE true", "DROP TABLE d.t", "selectx FROM t", "INSERT INTO d.t SELECT 1"],
     ),
     "temp_dataset": (["my-project:scratch", "scratch"], ["", "my-project:scratch.table", "my-project:"]),
+    "route_field": (["region", "key", "tenant_id"], ["", "two words", "a,b"]),
+    "default_route": (["global", "eu-west1", "7"], ["", "a,b", "two words"]),
+    "max_models_per_worker": (["20", "1000"], ["0", "-1", "1.5", "ten"]),
 }
 
 
