@@ -138,7 +138,8 @@ PARAMETERS: tuple[Parameter, ...] = (
         "model_refresh_seconds",
         "Model refresh interval",
         "Streaming: every this many seconds, look for a newer complete version under each model_uris base of "
-        "numbered versions and, if its signature fits the running one, swap it in without a restart. Default: off.",
+        "numbered versions and, if its signature fits the running one, swap it in without a restart; with "
+        "route_field, also read the route table again, so new routes serve without a relaunch. Default: off.",
         "NUMBER",
         regexes=(_POSITIVE,),
     ),

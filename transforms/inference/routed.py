@@ -16,7 +16,7 @@ How a batch becomes one model's batch:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 import apache_beam as beam
 from apache_beam import typehints
@@ -27,6 +27,7 @@ from transforms.dead_letters import record_dead_letter
 from transforms.inference.batches import Batch
 from transforms.inference.patterns import ENCODE_STAGE, ModelInputs, _ModelInput, first_input
 from transforms.inference.predict import DEAD_LETTERS, _Answered, _batch_dead_letters
+from transforms.inference.route_refresh import SharedRoutes
 from transforms.inference.route_table import route_text
 from transforms.inference.routed_batches import RoutedAnswer, RoutedFeed
 from transforms.inference.routed_models import ROUTED_NAMESPACE, RoutedModelHandler
@@ -42,14 +43,20 @@ class RouteError(ValueError):
 
 
 class Router:
-    """The route of a record: its route field's value if the table lists it, else the default route."""
+    """The route of a record: its route field's value if the table lists it, else the default route.
 
-    def __init__(self, field: str, key_field: str, routes: Iterable[str], default_route: str | None, table: str):
+    `routes` is the table's routes: fixed at launch in batch, a LiveRoutes under a stream that refreshes them.
+    """
+
+    def __init__(self, field: str, key_field: str, routes: Container[str], default_route: str | None, table: str):
         self._field = field
         self._key_field = key_field
-        self._routes = frozenset(routes)
+        self._routes = routes
         self._default_route = default_route
         self._table = table
+
+    def with_routes(self, routes: Container[str]) -> Router:
+        return Router(self._field, self._key_field, routes, self._default_route, self._table)
 
     def value(self, record: Record) -> str | None:
         """The record's route field as text (None when it has none); raises ValueError for a field of several."""
@@ -75,12 +82,24 @@ class Router:
 
 
 class _RouteRecords(beam.DoFn):
-    """A batch of records in, (route, its records) out for each route it holds, and a dead letter per unroutable."""
+    """A batch of records in, (route, its records) out for each route it holds, and a dead letter per unroutable.
 
-    def __init__(self, router: Router):
+    With `live`, the routes are the worker's refreshed table (transforms/inference/route_refresh.py).
+    """
+
+    def __init__(self, router: Router, live: SharedRoutes | None = None):
         self._router = router
+        self._live = live
+        self._routes = None
+
+    def setup(self) -> None:
+        if self._live is not None:
+            self._routes = self._live.acquire()
+            self._router = self._router.with_routes(self._routes)
 
     def process(self, records: list[Record]):
+        if self._routes is not None:
+            self._routes.count_events()
         by_route = defaultdict(RecordBatch)
         for record in records:
             try:
@@ -143,7 +162,11 @@ class RoutedPredictions(beam.PTransform):
         super().__init__()
         self._config = config
         self._plan = plan
-        self._router = Router(plan.field, config.key_field, plan.routes, plan.default_route, plan.table)
+        self._router = Router(plan.field, config.key_field, frozenset(plan.routes), plan.default_route, plan.table)
+        # Under a stream with refreshes, the table is read again on the workers: new routes serve without a relaunch.
+        self._live = None
+        if config.streaming and config.model_refresh_seconds:
+            self._live = SharedRoutes(plan, config.model_refresh_seconds, config.signature_name, config.input_features)
         self._handler = RoutedModelHandler(
             plan.routes,
             config.batching,
@@ -151,10 +174,11 @@ class RoutedPredictions(beam.PTransform):
             prediction_logs=prediction_logs,
             refresh_seconds=config.model_refresh_seconds,
             input_features=config.input_features,
+            live=self._live,
         )
 
     def expand(self, records: beam.PCollection):
-        route = beam.ParDo(_RouteRecords(self._router)).with_output_types(typehints.Tuple[str, RecordBatch])
+        route = beam.ParDo(_RouteRecords(self._router, self._live)).with_output_types(typehints.Tuple[str, RecordBatch])
         routed, unrouted = records | "Route" >> route.with_outputs(DEAD_LETTERS, main="routed")
         if records.is_bounded:
             batches = (

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import apache_beam as beam
@@ -32,6 +33,7 @@ from transforms.inference.model_refresh import (
 )
 from transforms.inference.predict import OutputArrays, SerializedPredictionLogs, StagedModelHandler, isolated
 from transforms.inference.prediction_logs import with_model_name
+from transforms.inference.route_refresh import SharedRoutes
 from transforms.inference.routed_batches import RoutedAnswer, RoutedFeed, RoutedFeedCoder
 from transforms.inference.routes import RouteModel
 from transforms.inference.signatures import CLASSIFY, REGRESS, Signature
@@ -111,9 +113,11 @@ class RoutedModelHandler(ModelHandler):
         prediction_logs: bool = False,
         refresh_seconds: int | None = None,
         input_features: Mapping[str, str] | None = None,
+        live: SharedRoutes | None = None,
     ):
         super().__init__()
         self._routes = dict(routes)
+        self._live = live
         self._batching = batching
         self._capacity = capacity
         self._prediction_logs = prediction_logs
@@ -123,12 +127,8 @@ class RoutedModelHandler(ModelHandler):
     def should_skip_batching(self) -> bool:
         return True
 
-    def route_model(self, route: str) -> RouteModel:
-        """The route's model as the launch resolved it."""
-        return self._routes[route]
-
-    def _load_route(self, route: str) -> tuple[ServingModel, Any]:
-        model = self.route_model(route)
+    def _load_route(self, routes: Mapping[str, RouteModel], route: str) -> tuple[ServingModel, Any]:
+        model = routes[route]
         spec, signature = model.spec, model.signature
         refresh = None
         if self._refresh_seconds and spec.base:
@@ -138,7 +138,10 @@ class RoutedModelHandler(ModelHandler):
         return serving, answer
 
     def load_model(self) -> RoutedModels:
-        return RoutedModels(self._capacity, self._load_route)
+        """The process's cache of route models; a route's model as the launch resolved it, or, under a stream that
+        refreshes, as the worker's route table has it now (a route added since the launch included)."""
+        routes = self._live.acquire() if self._live is not None else self._routes
+        return RoutedModels(self._capacity, partial(self._load_route, routes))
 
     def run_inference(self, routed: RoutedFeed, models: RoutedModels, inference_args=None) -> list[RoutedAnswer]:
         serving, answer = models.get(routed.route)
