@@ -86,3 +86,28 @@ def test_threads_asking_at_once_load_one_model_at_a_time_and_keep_the_cap():
     assert most[0] == 1
     assert len(models) == 3
     assert set(loads) == {f"r{n}" for n in range(5)}
+
+
+def test_a_routed_answer_hands_back_the_loads_and_evictions_for_the_caller_to_count():
+    class Serving:
+        """A ServingModel's stand-in: answers where it is, and hands back its own counters too."""
+
+        def __init__(self, route: str):
+            self.route = route
+
+        def served(self, work, inputs):
+            return work(f"{self.route} loaded", inputs), f"spec of {self.route}", [(f"RunInference.{self.route}", "v")]
+
+    models = RoutedModels(1, lambda route: (Serving(route), lambda loaded, inputs: f"{loaded} answers {len(inputs)}"))
+    assert models.served("a", [b"x", b"y"]) == (
+        (["a loaded answers 2"], []),
+        "spec of a",
+        [("inference", "routed_model_loads"), ("RunInference.a", "v")],
+    )
+    assert models.served("b", [b"x"])[2] == [
+        ("inference", "routed_model_loads"),
+        ("inference", "routed_model_evictions"),
+        ("RunInference.a", "evictions"),
+        ("RunInference.b", "v"),
+    ]
+    assert models.served("b", [b"x"])[2] == [("RunInference.b", "v")], "counted once: taken by the answer"

@@ -119,6 +119,7 @@ EXAMPLES = {
     "route_field": (["region", "key", "tenant_id"], ["", "two words", "a,b"]),
     "default_route": (["global", "eu-west1", "7"], ["", "a,b", "two words"]),
     "max_models_per_worker": (["20", "1000"], ["0", "-1", "1.5", "ten"]),
+    "model_copies": (["1", "4"], ["0", "-1", "1.5", "one"]),
 }
 
 

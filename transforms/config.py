@@ -123,6 +123,7 @@ class InferenceConfig:
     model_refresh_seconds: int | None = None
     progress: str = "auto"
     routing: Routing | None = None
+    model_copies: int | None = None
     # Where a local run's live counts go (set by the run that shows them, never a parameter); None on Dataflow.
     live_counts: ProgressCounts | None = None
 
@@ -326,6 +327,7 @@ _AS_GIVEN = (
     "window_seconds",
     "model_refresh_seconds",
     "progress",
+    "model_copies",
 )
 
 
@@ -338,6 +340,8 @@ def _default_dead_letter(args: argparse.Namespace) -> str | None:
 def config_from_args(args: argparse.Namespace) -> InferenceConfig:
     """Validate the parsed template parameters (without touching files) and freeze them."""
     _check_sources_and_sinks(args)
+    if args.model_copies is not None and args.model_copies < 1:
+        raise ParameterError(f"--model_copies must be at least 1; got {args.model_copies}")
     if args.min_batch_size < 1 or args.max_batch_size < args.min_batch_size:
         raise ParameterError(
             f"batch sizes must satisfy 1 <= --min_batch_size <= --max_batch_size; "

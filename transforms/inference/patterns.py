@@ -171,6 +171,7 @@ def _predict(model: ModelSpec, signature: Signature, config: InferenceConfig, pr
         prediction_logs=prediction_logs,
         model_refresh_seconds=config.model_refresh_seconds,
         input_features=config.input_features,
+        model_copies=config.model_copies,
     )
 
 

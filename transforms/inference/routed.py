@@ -175,6 +175,7 @@ class RoutedPredictions(beam.PTransform):
             refresh_seconds=config.model_refresh_seconds,
             input_features=config.input_features,
             live=self._live,
+            model_copies=config.model_copies,
         )
 
     def expand(self, records: beam.PCollection):

@@ -6,7 +6,8 @@ served as any model is, refreshing on its own under a stream); loading one past 
 the least recently used. Loads and evictions are Beam counters, in total (`inference/routed_model_loads`,
 `routed_model_evictions`) and per route (`RunInference.<route>/version_<v>_loads`, `.../evictions`). An evicted
 model is freed when the last batch using it ends. Loads take a lock: two threads of a process never load the
-same model twice, and the cap holds however many threads ask at once.
+same model twice, and the cap holds however many threads ask at once. With --model_copies the cache itself is
+Beam's shared model: one per copy on the worker machine, its cap per copy, every process's batches answered there.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler
 
-from transforms.config import Batching
+from transforms.config import Batching, ModelSpec
 from transforms.counters import NAMESPACE
 from transforms.inference.batches import ModelAnswer, ModelOutputs, joined
 from transforms.inference.model_refresh import (
@@ -31,7 +31,13 @@ from transforms.inference.model_refresh import (
     count_model_event,
     model_metrics_namespace,
 )
-from transforms.inference.predict import OutputArrays, SerializedPredictionLogs, StagedModelHandler, isolated
+from transforms.inference.predict import (
+    IsolatedAnswer,
+    OutputArrays,
+    SerializedPredictionLogs,
+    StagedModelHandler,
+    count_events,
+)
 from transforms.inference.prediction_logs import with_model_name
 from transforms.inference.route_refresh import SharedRoutes
 from transforms.inference.routed_batches import RoutedAnswer, RoutedFeed, RoutedFeedCoder
@@ -47,12 +53,17 @@ _FEED = RoutedFeedCoder()
 
 
 class RoutedModels:
-    """Route -> its loaded model, at most `capacity` of them, the least recently used evicted first."""
+    """Route -> its loaded model, at most `capacity` of them, the least recently used evicted first.
+
+    Loads and evictions are kept as counters to count, (namespace, name) each, handed to the caller with each
+    answer (`served`): with --model_copies this object lives in one process of the machine, where no DoFn counts.
+    """
 
     def __init__(self, capacity: int, load: Callable[[str], Any]):
         self._capacity = capacity
         self._load = load
         self._models: OrderedDict[str, Any] = OrderedDict()
+        self._counters: list[tuple[str, str]] = []
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -71,13 +82,25 @@ class RoutedModels:
                 self._models.move_to_end(route)
                 return model
             model = self._load(route)
-            beam.metrics.Metrics.counter(NAMESPACE, ROUTED_MODEL_LOADS).inc()
+            self._counters.append((NAMESPACE, ROUTED_MODEL_LOADS))
             self._models[route] = model
             while len(self._models) > self._capacity:
                 evicted, _ = self._models.popitem(last=False)
-                beam.metrics.Metrics.counter(NAMESPACE, ROUTED_MODEL_EVICTIONS).inc()
-                beam.metrics.Metrics.counter(model_metrics_namespace(evicted), EVICTIONS).inc()
+                self._counters += [(NAMESPACE, ROUTED_MODEL_EVICTIONS), (model_metrics_namespace(evicted), EVICTIONS)]
             return model
+
+    def taken_counters(self) -> list[tuple[str, str]]:
+        """The counters of the loads and evictions since the last call."""
+        with self._lock:
+            counters, self._counters = self._counters, []
+        return counters
+
+    def served(self, route: str, inputs: list) -> tuple[Any, ModelSpec, list[tuple[str, str]]]:
+        """The route's model's answer to `inputs` (IsolatedAnswer's parts and failures), where the model is, with
+        the version that answered and the counters to count (as ServingModel.served)."""
+        serving, answer = self.get(route)
+        result, spec, counters = serving.served(IsolatedAnswer(answer), inputs)
+        return result, spec, self.taken_counters() + counters
 
 
 def _log_type(signature: Signature) -> str:
@@ -114,8 +137,10 @@ class RoutedModelHandler(ModelHandler):
         refresh_seconds: int | None = None,
         input_features: Mapping[str, str] | None = None,
         live: SharedRoutes | None = None,
+        model_copies: int | None = None,
     ):
         super().__init__()
+        self._model_copies = model_copies
         self._routes = dict(routes)
         self._live = live
         self._batching = batching
@@ -143,12 +168,17 @@ class RoutedModelHandler(ModelHandler):
         routes = self._live.acquire() if self._live is not None else self._routes
         return RoutedModels(self._capacity, partial(self._load_route, routes))
 
+    def share_model_across_processes(self) -> bool:
+        return self._model_copies is not None
+
+    def model_copies(self) -> int:
+        return self._model_copies or 1
+
     def run_inference(self, routed: RoutedFeed, models: RoutedModels, inference_args=None) -> list[RoutedAnswer]:
-        serving, answer = models.get(routed.route)
-        loaded = serving.current()
         feed = routed.feed
-        parts, failures = isolated(lambda inputs: answer(loaded, inputs), feed.inputs)
-        count_model_event(loaded.spec, SERVED, len(feed) - len(failures))
+        (parts, failures), spec, counters = models.served(routed.route, feed.inputs)
+        count_events(counters)
+        count_model_event(spec, SERVED, len(feed) - len(failures))
         return [RoutedAnswer(routed.route, ModelAnswer(feed.batch, joined(parts), tuple(failures)))]
 
     def get_num_bytes(self, routed: RoutedFeed) -> int:
