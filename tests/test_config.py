@@ -341,3 +341,33 @@ def test_the_smallest_window_and_refresh_period_are_accepted():
     stream = ["--pattern=keyed", "--model_uris=a", "--input_subscription=projects/p/subscriptions/s", "--output=o"]
     config = config_from_args(build_parser().parse_args([*stream, "--window_seconds=1", "--model_refresh_seconds=1"]))
     assert (config.window_seconds, config.model_refresh_seconds) == (1, 1)
+
+
+def test_routing_takes_the_one_model_uris_entry_as_its_table_and_reads_the_route_field_as_text():
+    config = parse("--pattern=keyed", "--model_uris=gs://b/models/", "--route_field=region", "--default_route=eu")
+    assert config.models == ()
+    routing = config.routing
+    assert (routing.field, routing.table, routing.default_route, routing.max_models_per_worker) == (
+        "region",
+        "gs://b/models",
+        "eu",
+        20,
+    )
+    assert config.feature_types.of("region") == "bytes" and config.feature_types.of("x") == "float"
+    typed = parse("--pattern=keyed", "--model_uris=m", "--route_field=device", "--feature_types=device:int")
+    assert typed.feature_types.of("device") == "int", "a type the user gives the route field is kept"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model_uris=a,b"], "with --route_field, --model_uris is one route table (a directory whose"),
+        (["--model_uris=a", "--model_names=n"], "with --route_field, each model is named after its route"),
+        (["--model_uris=a", "--max_models_per_worker=0"], "--max_models_per_worker must be at least 1; got 0"),
+        (["--model_uris=http://h/routes.json"], "route table 'http://h/routes.json' is neither a local path nor"),
+    ],
+)
+def test_routing_parameters_are_checked(argv, message):
+    with pytest.raises(ParameterError) as raised:
+        parse("--pattern=postprocess", "--route_field=region", *argv)
+    assert str(raised.value).startswith(message)

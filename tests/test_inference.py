@@ -78,8 +78,8 @@ class _Served:
     def __init__(self, version: str):
         self.loaded = LoadedModel(_NegativeIsPoison(), "model", ModelSpec("/m/7", "double", version=version, base="/m"))
 
-    def current(self) -> LoadedModel:
-        return self.loaded
+    def served(self, work, inputs):
+        return work(self.loaded, inputs), self.loaded.spec, []
 
 
 def test_a_fed_batch_is_the_models_batch_and_comes_back_as_one_answer_naming_its_version():

@@ -16,6 +16,7 @@ from transforms.inference.predict import inference_spec
 from transforms.inference.prediction_logs import (
     serialized_prediction_logs,
     serialized_tensor_prediction_logs,
+    with_model_name,
     with_version,
 )
 
@@ -134,3 +135,19 @@ def test_classify_and_regress_logs_name_the_version_that_answered():
 
 def test_classify_and_regress_logs_of_an_unversioned_model_are_left_as_they_are():
     assert with_version(classify_and_regress_logs(), None) == classify_and_regress_logs()
+
+
+@pytest.mark.parametrize("log_type", ["predict_log", "classify_log", "regress_log"])
+def test_a_routed_model_s_name_is_merged_into_each_log_leaving_the_rest_as_it_was(log_type):
+    logs = []
+    for version in (3, 4):
+        log = prediction_log_pb2.PredictionLog()
+        part = getattr(log, log_type)
+        part.request.model_spec.signature_name = "serving_default"
+        part.response.model_spec.version.value = version
+        logs.append(log)
+    named = with_model_name([log.SerializeToString() for log in logs], log_type, "tenant-7")
+    for log, data in zip(logs, named, strict=True):
+        getattr(log, log_type).request.model_spec.name = "tenant-7"
+        getattr(log, log_type).response.model_spec.name = "tenant-7"
+        assert prediction_log_pb2.PredictionLog.FromString(data) == log

@@ -69,8 +69,22 @@ def test_launcher_owned_options_are_not_redeclared():
 
 EXAMPLES = {
     "model_uris": (
-        ["gs://my-bucket/models/multiply_by_5", "gs://b-1/m/a/,gs://b-1/m/b", "demo/models/multiply_by_5"],
-        ["", "s3://bucket/model", "gs://UPPER/model", "gs://b/m,,gs://b/n", "a b"],
+        [
+            "gs://my-bucket/models/multiply_by_5",
+            "gs://b-1/m/a/,gs://b-1/m/b",
+            "demo/models/multiply_by_5",
+            "vertex://projects/my-project/locations/us-central1/endpoints/1234567890",
+            "gs://b-1/m/screen,vertex://projects/p-1/locations/europe-west4/endpoints/fraud_v2",
+        ],
+        [
+            "",
+            "s3://bucket/model",
+            "gs://UPPER/model",
+            "gs://b/m,,gs://b/n",
+            "a b",
+            "vertex://endpoints/123",
+            "vertex://projects/p/locations/l/endpoints/1/extra",
+        ],
     ),
     "model_names": (["multiply_by_5", "a,b.c,d-e"], ["", "5x", "a,,b", "two words"]),
     "input": (
@@ -116,6 +130,18 @@ EXAMPLES = {
         ["", "DELETE FROM d.t WHERE true", "DROP TABLE d.t", "selectx FROM t", "INSERT INTO d.t SELECT 1"],
     ),
     "temp_dataset": (["my-project:scratch", "scratch"], ["", "my-project:scratch.table", "my-project:"]),
+    "vertex_api_endpoint": (
+        ["europe-west4-aiplatform.googleapis.com", "http://127.0.0.1:8470", "https://10.1.2.3:443"],
+        ["", "ftp://host", "http://host/path", "host:123456"],
+    ),
+    "remote_requests_in_flight": (["4", "16"], ["0", "-1", "1.5", "four"]),
+    "remote_instances_per_request": (["64", "1"], ["0", "", "6e1"]),
+    "remote_timeout_seconds": (["60", "5"], ["0", "-60", "1m"]),
+    "remote_retry_seconds": (["300", "1"], ["0", "5m"]),
+    "route_field": (["region", "key", "tenant_id"], ["", "two words", "a,b"]),
+    "default_route": (["global", "eu-west1", "7"], ["", "a,b", "two words"]),
+    "max_models_per_worker": (["20", "1000"], ["0", "-1", "1.5", "ten"]),
+    "model_copies": (["1", "4"], ["0", "-1", "1.5", "one"]),
 }
 
 

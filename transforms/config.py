@@ -100,6 +100,21 @@ class RemoteCalls:
 
 
 @dataclass(frozen=True)
+class Routing:
+    """--route_field: each record's model picked by the value of one of its fields, from a table of routes.
+
+    `table` is the one --model_uris entry: a directory whose subdirectories are the routes' models, or a .json or
+    .csv file mapping route to model (transforms/inference/route_table.py). Records whose route the table does not
+    list go to `default_route`'s model, or are `route` dead letters when it is None.
+    """
+
+    field: str
+    table: str
+    default_route: str | None = None
+    max_models_per_worker: int = 20
+
+
+@dataclass(frozen=True)
 class InferenceConfig:
     """Everything the pipeline needs to know, checked once before it is built."""
 
@@ -130,6 +145,8 @@ class InferenceConfig:
     model_refresh_seconds: int | None = None
     progress: str = "auto"
     remote: RemoteCalls = RemoteCalls()
+    routing: Routing | None = None
+    model_copies: int | None = None
     # Where a local run's live counts go (set by the run that shows them, never a parameter); None on Dataflow.
     live_counts: ProgressCounts | None = None
 
@@ -203,6 +220,41 @@ def models_from_args(pattern: str, model_uris: str, model_names: str | None) -> 
             f"model name(s) {', '.join(duplicates)} are used twice; give distinct names with --model_names"
         )
     return tuple(ModelSpec(uri, name) for uri, name in zip(uris, names, strict=True))
+
+
+def routing_from_args(args: argparse.Namespace) -> Routing | None:
+    """--route_field and its companions checked; None when records are not routed."""
+    if not args.route_field:
+        for name in ("default_route",):
+            if getattr(args, name):
+                raise ParameterError(f"--{name} picks among routes: it needs --route_field")
+        return None
+    if args.pattern not in SINGLE_MODEL_PATTERNS:
+        raise ParameterError(
+            f"--route_field routes each record to one model, and --pattern={args.pattern} runs several on every "
+            f"record; route with --pattern={', '.join(SINGLE_MODEL_PATTERNS)} (to chain or combine routed models, "
+            "run one routed job per step)"
+        )
+    tables = [uri.strip() for uri in args.model_uris.split(",") if uri.strip()]
+    if len(tables) != 1:
+        raise ParameterError(
+            f"with --route_field, --model_uris is one route table (a directory whose subdirectories are the routes' "
+            f"models, or a .json or .csv file mapping route to model); got {len(tables)}: {', '.join(tables)}"
+        )
+    if args.model_names:
+        raise ParameterError("with --route_field, each model is named after its route: leave --model_names out")
+    if args.max_models_per_worker < 1:
+        raise ParameterError(f"--max_models_per_worker must be at least 1; got {args.max_models_per_worker}")
+    if "://" in tables[0] and not tables[0].startswith("gs://"):
+        raise ParameterError(f"route table {tables[0]!r} is neither a local path nor a gs:// URI")
+    return Routing(args.route_field, tables[0].rstrip("/"), args.default_route or None, args.max_models_per_worker)
+
+
+def route_feature_types(types: FeatureTypes, routing: Routing | None) -> FeatureTypes:
+    """A route field other than the key is read as text (a region, a tenant id), unless --feature_types types it."""
+    if routing is None or routing.field in types.by_name:
+        return types
+    return FeatureTypes(types.default, MappingProxyType({**types.by_name, routing.field: "bytes"}))
 
 
 def check_select_query(query: str) -> None:
@@ -321,6 +373,7 @@ _AS_GIVEN = (
     "window_seconds",
     "model_refresh_seconds",
     "progress",
+    "model_copies",
 )
 
 
@@ -344,16 +397,21 @@ def config_from_args(args: argparse.Namespace) -> InferenceConfig:
     for name in REMOTE_COUNTS:
         if getattr(args, name) < 1:
             raise ParameterError(f"--{name} must be at least 1; got {getattr(args, name)}")
+    if args.model_copies is not None and args.model_copies < 1:
+        raise ParameterError(f"--model_copies must be at least 1; got {args.model_copies}")
     if args.min_batch_size < 1 or args.max_batch_size < args.min_batch_size:
         raise ParameterError(
             f"batch sizes must satisfy 1 <= --min_batch_size <= --max_batch_size; "
             f"got {args.min_batch_size} and {args.max_batch_size}"
         )
+    routing = routing_from_args(args)
     return InferenceConfig(
         **{name: getattr(args, name) for name in _AS_GIVEN},
-        models=models_from_args(args.pattern, args.model_uris, args.model_names),
+        # A routed job's models are its routes', read from the table at launch (transforms/inference/routes.py).
+        models=() if routing else models_from_args(args.pattern, args.model_uris, args.model_names),
+        routing=routing,
         dead_letter=_default_dead_letter(args),
-        feature_types=FeatureTypes.parse(args.default_feature_type, args.feature_types),
+        feature_types=route_feature_types(FeatureTypes.parse(args.default_feature_type, args.feature_types), routing),
         input_features=parse_input_features(args.input_features),
         batching=Batching(args.min_batch_size, args.max_batch_size),
         remote=RemoteCalls(

@@ -142,7 +142,8 @@ PARAMETERS: tuple[Parameter, ...] = (
         "model_refresh_seconds",
         "Model refresh interval",
         "Streaming: every this many seconds, look for a newer complete version under each model_uris base of "
-        "numbered versions and, if its signature fits the running one, swap it in without a restart. Default: off.",
+        "numbered versions and, if its signature fits the running one, swap it in without a restart; with "
+        "route_field, also read the route table again, so new routes serve without a relaunch. Default: off.",
         "NUMBER",
         regexes=(_POSITIVE,),
     ),
@@ -314,6 +315,41 @@ PARAMETERS: tuple[Parameter, ...] = (
         "sent again with exponential back-off; its records then become inference dead letters.",
         "NUMBER",
         default=300,
+        regexes=(_POSITIVE,),
+    ),
+    Parameter(
+        "route_field",
+        "Route field",
+        "Routes each record to a model of its own: the record field whose value (as text) is its route, the "
+        "key_field or another field such as region (read as text unless feature_types says otherwise). model_uris "
+        "is then one route table: a directory whose subdirectories are the routes' models (ROOT/ROUTE/VERSION/), "
+        "or a .json or .csv file mapping route to model. For predict, postprocess and keyed.",
+        regexes=(rf"^{_NAME}$",),
+    ),
+    Parameter(
+        "default_route",
+        "Default route",
+        "With route_field: the route of the table whose model scores the records whose route the table does not "
+        "list, or that have none. Default: those records are route dead letters.",
+        regexes=(r"^[^,\s]+$",),
+    ),
+    Parameter(
+        "max_models_per_worker",
+        "Routed models per worker process",
+        "With route_field: the most route models one worker process keeps loaded; loading one more evicts the "
+        "least recently used. Loads and evictions are counted.",
+        "NUMBER",
+        default=20,
+        regexes=(_POSITIVE,),
+    ),
+    Parameter(
+        "model_copies",
+        "Shared model copies per worker",
+        "For models too big for a copy in every SDK process (a Dataflow worker runs one per vCPU): load this many "
+        "copies per worker machine, shared by its processes (Beam's large_model / model_copies; 1 is large_model). "
+        "Each batch's inputs and outputs then cross processes. With route_field, the route models' cache is shared, "
+        "its max_models_per_worker per copy. Default: a private copy in each process.",
+        "NUMBER",
         regexes=(_POSITIVE,),
     ),
     Parameter(

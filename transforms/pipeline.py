@@ -22,6 +22,8 @@ from transforms.inference.endpoints import deployed_models
 from transforms.inference.model_versions import resolution_line, resolve_model
 from transforms.inference.patterns import pattern_transform
 from transforms.inference.remote_predict import PREDICTION
+from transforms.inference.routed import routed_transform
+from transforms.inference.routes import RoutePlan, check_route_field, plan_routes
 from transforms.inference.signatures import (
     NAMED_TENSORS,
     REMOTE,
@@ -95,6 +97,26 @@ def check_input_features(config: InferenceConfig, signatures: Sequence[Signature
                 )
 
 
+# Routes whose resolution a routed launch prints one by one; past these it prints how many more.
+SHOWN_ROUTES = 5
+
+
+def launch_routes(config: InferenceConfig, plan: InputPlan | None) -> tuple[RoutePlan, tuple[Signature, ...]]:
+    """A routed job's routes, read and checked, and the one signature all their models share (as --model_uris')."""
+    if plan is not None and plan.format == "csv":
+        check_route_field(config, plan.header, plan.header_file)
+    routes = plan_routes(config)
+    reference = routes.routes[routes.reference]
+    check_input_features(replace(config, models=(reference.spec,)), [reference.signature], plan)
+    default = f", default route {routes.default_route}" if routes.default_route else ", no default route"
+    print(f"routing on field {routes.field}: {len(routes.routes)} routes from {routes.table}{default}", flush=True)
+    for model in list(routes.routes.values())[:SHOWN_ROUTES]:
+        print("  " + resolution_line(model.spec), flush=True)
+    if len(routes.routes) > SHOWN_ROUTES:
+        print(f"  ... and {len(routes.routes) - SHOWN_ROUTES} more routes", flush=True)
+    return routes, (reference.signature,)
+
+
 def chain_outputs(config: InferenceConfig, signatures: Sequence[Signature]) -> tuple[str, ...]:
     """For multi_sequence, the output alias each step passes on to the next model."""
     if config.pattern != "multi_sequence":
@@ -126,9 +148,14 @@ def build_pipeline(
     plan: InputPlan | None,
     chain: Sequence[str],
     signatures: Sequence[Signature],
+    routes: RoutePlan | None = None,
 ) -> None:
     records, parse_failures = pipeline | "Read" >> source_transform(config, plan)
-    results, failures = records | config.pattern >> pattern_transform(config, tuple(chain), tuple(signatures))
+    if routes is not None:
+        inference = routed_transform(config, routes)
+    else:
+        inference = pattern_transform(config, tuple(chain), tuple(signatures))
+    results, failures = records | config.pattern >> inference
     refused_rows = results | "WriteResults" >> write_results(config)
     dead_letters = (parse_failures, failures, refused_rows) | "AllDeadLetters" >> beam.Flatten()
     dead_letters | "WriteDeadLetters" >> write_dead_letters(config) | "Unwritable" >> LogUnwritable()
@@ -212,18 +239,22 @@ def run(config: InferenceConfig, options: PipelineOptions) -> int:
     options.view_as(StandardOptions).streaming |= config.streaming
     check_load_location(config, options)
     plan = plan_input(config) if config.input else None
-    config = replace(config, models=tuple(resolve_model(model) for model in config.models))
-    for model in config.models:
-        if not model.remote:  # an endpoint's line names its deployed models, once they are read
-            print(resolution_line(model), flush=True)
-    signatures = model_signatures(config, plan)
+    routes = None
+    if config.routing:
+        routes, signatures = launch_routes(config, plan)
+    else:
+        config = replace(config, models=tuple(resolve_model(model) for model in config.models))
+        for model in config.models:
+            if not model.remote:  # an endpoint's line names its deployed models, once they are read
+                print(resolution_line(model), flush=True)
+        signatures = model_signatures(config, plan)
     chain = chain_outputs(config, signatures)
     started = time.monotonic()
     board = progress_board(config, options)
     if board is not None:
         config = replace(config, live_counts=board.counts())
     pipeline = beam.Pipeline(runner=local_runner(options), options=options)
-    build_pipeline(pipeline, config, plan, chain, signatures)
+    build_pipeline(pipeline, config, plan, chain, signatures, routes)
     with board or contextlib.nullcontext():
         result = pipeline.run()
         if not is_local(options):
@@ -236,7 +267,7 @@ def run(config: InferenceConfig, options: PipelineOptions) -> int:
         else:
             result.wait_until_finish()
         written = board.snapshot() if board is not None and config.streaming else None
-    summary = summarize(result, [model.name for model in config.models])
+    summary = summarize(result, [model.name for model in config.models], routed=routes is not None)
     if written is not None:
         # The local streaming runner's metrics lag; the live counts are what the sinks handed on, as seen.
         summary = replace(summary, records_read=written.records_read, rows_written=written.rows_written)

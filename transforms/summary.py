@@ -12,6 +12,10 @@ from apache_beam.runners.runner import PipelineResult
 from transforms import counters
 from transforms.counters import UNVERSIONED, predictions_written
 from transforms.inference.model_refresh import LOADS, REFUSALS
+from transforms.inference.routed_models import EVICTIONS, ROUTED_MODEL_EVICTIONS, ROUTED_MODEL_LOADS, ROUTED_NAMESPACE
+
+# Routed models a summary lists one by one, the most predictions first.
+SHOWN_ROUTED_MODELS = 20
 
 _VERSION_COUNTER = re.compile(rf"version_(.+)_({LOADS}|{REFUSALS})")
 
@@ -31,6 +35,18 @@ class ModelMetrics:
 
 
 @dataclass(frozen=True)
+class RoutedMetrics:
+    """A routed job's models: loads and evictions in all, RunInference's metrics of every route together, and per
+    model (named after its route) its loads and evictions."""
+
+    loads: int = 0
+    evictions: int = 0
+    inference: ModelMetrics = ModelMetrics()
+    model_loads: dict[str, int] = field(default_factory=dict)
+    model_evictions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """What a run read, wrote and rejected, and each model's predictions written and RunInference metrics.
 
@@ -45,6 +61,7 @@ class RunSummary:
     models: dict[str, ModelMetrics] = field(default_factory=dict)
     dead_letters_unwritable: int = 0
     predictions: dict[str, dict[str, int]] = field(default_factory=dict)
+    routed: RoutedMetrics | None = None
 
     @property
     def reconciled(self) -> bool:
@@ -58,7 +75,27 @@ def _value(result):
     return result.attempted if result.attempted is not None else result.committed
 
 
-def summarize(result: PipelineResult, model_names: list[str]) -> RunSummary:
+def _routed_metrics(counts: dict[tuple[str, str], int], inference: ModelMetrics) -> RoutedMetrics:
+    loads, evictions = defaultdict(int), {}
+    for (namespace, name), value in counts.items():
+        model = namespace.removeprefix("RunInference.")
+        if namespace in (model, ROUTED_NAMESPACE):
+            continue
+        match = _VERSION_COUNTER.fullmatch(name)
+        if match and match.group(2) == LOADS:
+            loads[model] += value
+        elif name == EVICTIONS:
+            evictions[model] = value
+    return RoutedMetrics(
+        counts[(counters.NAMESPACE, ROUTED_MODEL_LOADS)],
+        counts[(counters.NAMESPACE, ROUTED_MODEL_EVICTIONS)],
+        inference,
+        dict(loads),
+        evictions,
+    )
+
+
+def summarize(result: PipelineResult, model_names: list[str], routed: bool = False) -> RunSummary:
     query = result.metrics().query(MetricsFilter())
     counts = defaultdict(int)
     for counter in query["counters"]:
@@ -74,7 +111,7 @@ def summarize(result: PipelineResult, model_names: list[str]) -> RunSummary:
         return count, (total / count if count else 0.0), max((d.max for d in parts), default=0)
 
     models = {}
-    for name in model_names:
+    for name in [*model_names, *(["routed"] if routed else [])]:
         namespace = f"RunInference.{name}"
         batches, mean_batch, _ = merged(namespace, "inference_request_batch_size")
         _, mean_latency, max_latency = merged(namespace, "inference_batch_latency_micro_secs")
@@ -99,7 +136,9 @@ def summarize(result: PipelineResult, model_names: list[str]) -> RunSummary:
         for (namespace, name), value in sorted(counts.items())
         if namespace == counters.NAMESPACE and name.startswith(prefix)
     }
+    routed_metrics = _routed_metrics(counts, models.pop("routed")) if routed else None
     return RunSummary(
+        routed=routed_metrics,
         records_read=counts[(counters.NAMESPACE, counters.RECORDS_READ)],
         rows_written=counts[(counters.NAMESPACE, counters.ROWS_WRITTEN)],
         dead_letters=counts[(counters.NAMESPACE, counters.DEAD_LETTERS)],
@@ -157,7 +196,30 @@ def summary_table(
             _versions_line(name, summary.predictions.get(name, {}), m.versions) for name, m in summary.models.items()
         ]
         lines += [line for line in versions if line]
+    if summary.routed is not None:
+        lines += _routed_lines(summary.routed, summary.predictions)
     return "\n".join(lines)
+
+
+def _routed_lines(routed: RoutedMetrics, predictions: dict[str, dict[str, int]]) -> list[str]:
+    """A routed job's models: loads and evictions, RunInference's batches, and the busiest models one by one."""
+    written = {model: sum(versions.values()) for model, versions in predictions.items()}
+    models = sorted(set(written) | set(routed.model_loads), key=lambda model: (-written.get(model, 0), model))
+    m = routed.inference
+    lines = [
+        f"  routed models     {len(written):>10}  served ({routed.loads} loads, {routed.evictions} evictions)",
+        f"  routed batches    {m.batches:>10}  (mean batch {m.mean_batch_size:.1f}, mean batch ms "
+        f"{m.mean_batch_latency_ms:.2f}, max batch ms {m.max_batch_latency_ms:.2f})",
+        "  model               predictions   loads  evictions",
+    ]
+    for model in models[:SHOWN_ROUTED_MODELS]:
+        lines.append(
+            f"  {model:<20} {written.get(model, 0):>11} {routed.model_loads.get(model, 0):>7}"
+            f" {routed.model_evictions.get(model, 0):>10}"
+        )
+    if len(models) > SHOWN_ROUTED_MODELS:
+        lines.append(f"  ... and {len(models) - SHOWN_ROUTED_MODELS} more models (every one is in the job's counters)")
+    return lines
 
 
 def _versions_line(name: str, written: dict[str, int], events: dict[str, dict[str, int]]) -> str | None:

@@ -47,9 +47,13 @@ def version_counter_name(version: str | None, event: str) -> str:
     return f"version_{version or UNVERSIONED}_{event}"
 
 
+def model_event_counter(model: ModelSpec, event: str) -> tuple[str, str]:
+    """The (namespace, name) of the counter of one version's event."""
+    return model_metrics_namespace(model.name), version_counter_name(model.version, event)
+
+
 def count_model_event(model: ModelSpec, event: str, count: int = 1) -> None:
-    namespace = model_metrics_namespace(model.name)
-    beam.metrics.Metrics.counter(namespace, version_counter_name(model.version, event)).inc(count)
+    beam.metrics.Metrics.counter(*model_event_counter(model, event)).inc(count)
 
 
 def model_at_version(model: ModelSpec, uri: str) -> ModelSpec:
@@ -149,11 +153,25 @@ class ServingModel:
             refresher.start()
 
     def current(self) -> LoadedModel:
-        with self._lock:
-            events, self._events = self._events, []
-        for spec, event in events:
+        for spec, event in self._taken_events():
             count_model_event(spec, event)
         return self._loaded
+
+    def served(self, work: Callable[[LoadedModel, Any], Any], inputs: Any) -> tuple[Any, ModelSpec, list[tuple]]:
+        """`work` done with the version serving now, where the model is; with it, that version's spec and the
+        counters of the loads and refusals since the last call, (namespace, name) each, for the caller to count.
+
+        With --model_copies the model lives in one process of the machine, and the others call this through Beam's
+        proxy (apache_beam.utils.multi_process_shared): `work`, the inputs and what it makes cross processes
+        pickled, the loaded model never does. Counters only count in a DoFn's own process: the caller counts them.
+        """
+        loaded = self._loaded
+        return work(loaded, inputs), loaded.spec, [model_event_counter(*event) for event in self._taken_events()]
+
+    def _taken_events(self) -> list[tuple[ModelSpec, str]]:
+        with self._lock:
+            events, self._events = self._events, []
+        return events
 
     def swap(self, loaded: LoadedModel) -> None:
         logging.warning("model %s: version %s now serving (%s)", loaded.spec.name, loaded.version, loaded.spec.uri)

@@ -185,6 +185,7 @@ def _predict(model: ModelSpec, signature: Signature, config: InferenceConfig, pr
         model_refresh_seconds=config.model_refresh_seconds,
         input_features=config.input_features,
         remote=config.remote,
+        model_copies=config.model_copies,
     )
 
 

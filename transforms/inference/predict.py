@@ -169,25 +169,57 @@ class StagedModelHandler(_DelegatingModelHandler):
         return ServingModel(self._load(self._model), self._load, self._refresh)
 
 
+class IsolatedAnswer:
+    """A model's answer to a batch, each example it fails on `isolated`: (answers in parts, failures by position).
+
+    A class, not a closure, because with --model_copies it is pickled to the process holding the model.
+    """
+
+    def __init__(self, answer: Callable[[LoadedModel, Sequence[Any]], ModelOutputs]):
+        self._answer = answer
+
+    def __call__(self, loaded: LoadedModel, inputs: Sequence[Any]):
+        return isolated(lambda part: self._answer(loaded, part), inputs)
+
+
+def count_events(counters: list[tuple[str, str]]) -> None:
+    """Counters a model handed back, (namespace, name) each, counted here, in the DoFn that asked it."""
+    for namespace, name in counters:
+        beam.metrics.Metrics.counter(namespace, name).inc()
+
+
 class BatchModelHandler(_DelegatingModelHandler):
     """Each element is a batch the source made (a ModelFeed): it is the model's batch, and one ModelAnswer comes out.
 
     RunInference's own batching is skipped, so Beam handles one element per batch on either side of the model.
     The version serving when the batch starts answers for all of it, halves included, and its outputs name it.
-    Its metrics still count examples, and the batch size metric the model's input bytes only.
+    Its metrics still count examples, and the batch size metric the model's input bytes only. With `model_copies`,
+    the model is Beam's large-model kind: that many copies per worker machine, shared by its SDK processes.
     """
 
-    def __init__(self, staged: StagedModelHandler, answer: Callable[[LoadedModel, Sequence[Any]], ModelOutputs]):
+    def __init__(
+        self,
+        staged: StagedModelHandler,
+        answer: Callable[[LoadedModel, Sequence[Any]], ModelOutputs],
+        model_copies: int | None = None,
+    ):
         super().__init__(staged)
-        self._answer = answer
+        self._answer = IsolatedAnswer(answer)
+        self._model_copies = model_copies
 
     def should_skip_batching(self) -> bool:
         return True
 
+    def share_model_across_processes(self) -> bool:
+        return self._model_copies is not None
+
+    def model_copies(self) -> int:
+        return self._model_copies or 1
+
     def run_inference(self, feed: ModelFeed, model: ServingModel, inference_args=None) -> list[ModelAnswer]:
-        loaded = model.current()
-        parts, failures = isolated(lambda inputs: self._answer(loaded, inputs), feed.inputs)
-        count_model_event(loaded.spec, SERVED, len(feed) - len(failures))
+        (parts, failures), spec, events = model.served(self._answer, feed.inputs)
+        count_events(events)
+        count_model_event(spec, SERVED, len(feed) - len(failures))
         return [ModelAnswer(feed.batch, joined(parts), tuple(failures))]
 
     def get_num_bytes(self, feed: ModelFeed) -> int:
@@ -262,6 +294,7 @@ class Predict(beam.PTransform):
         model_refresh_seconds: int | None = None,
         input_features: Mapping[str, str] = MappingProxyType({}),
         remote: RemoteCalls = RemoteCalls(),
+        model_copies: int | None = None,
     ):
         super().__init__()
         self._model = model
@@ -273,7 +306,7 @@ class Predict(beam.PTransform):
             refresh = Refresh(model_refresh_seconds, signature, signature.output_aliases, dict(input_features))
         staged = StagedModelHandler(model, signature, batching, refresh)
         answer = SerializedPredictionLogs(model.name, signature) if prediction_logs else OutputArrays(model.name)
-        self._handler = BatchModelHandler(staged, answer)
+        self._handler = BatchModelHandler(staged, answer, model_copies)
 
     def expand(self, feeds: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         answers, failed = (

@@ -178,3 +178,17 @@ def with_version(
         for log in logs:
             getattr(log, log.WhichOneof("log_type")).response.model_spec.version.value = int(version)
     return logs
+
+
+def with_model_name(logs: Sequence[bytes], log_type: str, model_name: str) -> tuple[bytes, ...]:
+    """Serialized PredictionLogs naming their model in the request's and the response's model_spec.name.
+
+    Protobuf merges a message field that comes twice, so one serialized PredictionLog holding only the names,
+    appended to each log, sets them in every log without parsing or serializing one again.
+    """
+    names = prediction_log_pb2.PredictionLog()
+    part = getattr(names, log_type)
+    part.request.model_spec.name = model_name
+    part.response.model_spec.name = model_name
+    tail = names.SerializeToString()
+    return tuple(log + tail for log in logs)

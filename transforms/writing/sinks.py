@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from functools import partial
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -73,14 +72,16 @@ def encode_row(element: tuple[Record, list[dict], str | None]) -> Encoded:
     return Encoded(row_json(prediction_row(record, predictions)), record.id, record.key, version)
 
 
-def result_logs(batch: Batch) -> list[tuple[Record, bytes, str | None]]:
-    """Each record of a batch of predict's results with its serialized PredictionLog and the version that made it."""
+def result_logs(batch: Batch) -> list[tuple[Record, bytes, str | None, str]]:
+    """Each record of a batch of predict's results with its serialized PredictionLog, and the version and model that
+    made it (a routed job's batches each have a model of their own)."""
     (outputs,) = batch.outputs
-    return [(record, log, outputs.version) for record, log in zip(batch.records, outputs.logs, strict=True)]
+    logs = zip(batch.records, outputs.logs, strict=True)
+    return [(record, log, outputs.version, outputs.model) for record, log in logs]
 
 
-def encode_prediction_log(element: tuple[Record, bytes, str | None]) -> Encoded:
-    record, log, version = element
+def encode_prediction_log(element: tuple[Record, bytes, str | None, str]) -> Encoded:
+    record, log, version, _ = element
     return Encoded(log, record.id, record.key, version)
 
 
@@ -149,9 +150,9 @@ def _rows_written(element: tuple[Record, list[dict], str | None]) -> tuple[str, 
     return counters.ROWS_WRITTEN, *versions
 
 
-def _logs_written(model: str, element: tuple[Record, bytes, str | None]) -> tuple[str, ...]:
-    """A PredictionLog written, and in it a prediction of predict's one model, by the version that made it."""
-    _, _, version = element
+def _logs_written(element: tuple[Record, bytes, str | None, str]) -> tuple[str, ...]:
+    """A PredictionLog written, and in it a prediction of the model that made it, by its version."""
+    _, _, version, model = element
     return counters.ROWS_WRITTEN, counters.predictions_written_counter_name(model, version)
 
 
@@ -258,7 +259,7 @@ def write_results(config: InferenceConfig) -> beam.PTransform:
     return _EncodeCountWrite(
         result_logs if predict else result_rows,
         encode_prediction_log if predict else encode_row,
-        partial(_logs_written, config.models[0].name) if predict else _rows_written,
+        _logs_written if predict else _rows_written,
         unencodable_row,
         _sinks(config.output, ".tfrecord" if predict else ".jsonl", config.output_topic, table),
         config.live_counts,
