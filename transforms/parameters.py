@@ -348,7 +348,8 @@ PARAMETERS: tuple[Parameter, ...] = (
         "For models too big for a copy in every SDK process (a Dataflow worker runs one per vCPU): load this many "
         "copies per worker machine, shared by its processes (Beam's large_model / model_copies; 1 is large_model). "
         "Each batch's inputs and outputs then cross processes. With route_field, the route models' cache is shared, "
-        "its max_models_per_worker per copy. Default: a private copy in each process.",
+        "its max_models_per_worker per copy. Vertex AI endpoints are called, not loaded: it does not apply to them. "
+        "Default: a private copy in each process.",
         "NUMBER",
         regexes=(_POSITIVE,),
     ),
