@@ -9,16 +9,20 @@ from typing import Any
 
 import orjson
 
+from transforms.config import RowInput
 from transforms.inference.batches import Batch
 from transforms.records.parsing import Record
 
 
-def prediction_row(record: Record, predictions: list[dict[str, Any]]) -> dict[str, Any]:
+def prediction_row(
+    record: Record, predictions: list[dict[str, Any]], row_input: RowInput = RowInput()
+) -> dict[str, Any]:
     """`{"key": ..., "input": {...}, "predictions": [{"model": name, "version": v, "outputs": {alias: [values]}}]}`.
 
-    `predictions` are the record's, as `batch_predictions` gives them.
+    `predictions` are the record's, as `batch_predictions` gives them; `input` holds the features `row_input`
+    chooses (`{}` for none: the row keeps one shape, and the table's REQUIRED JSON column a value).
     """
-    return {"key": record.key, "input": record.features, "predictions": predictions}
+    return {"key": record.key, "input": row_input.of(record.features), "predictions": predictions}
 
 
 def batch_predictions(batch: Batch) -> list[list[dict[str, Any]]]:
