@@ -34,6 +34,29 @@ def test_jsonl_separates_the_key_and_types_the_features():
     assert isinstance(features["x"], float) and isinstance(features["count"], int)
 
 
+def test_nested_json_arrays_stay_nested_typed_to_their_leaves_and_become_a_flat_example_list():
+    key, features = parse_jsonl(b'{"key": "g", "grid": [[1, 2, 3], [4, 5, 6.5]], "count": [[1], [2]]}', "key", MIXED)
+    assert (key, features) == ("g", {"grid": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]], "count": [[1], [2]]})
+    assert [type(v) for v in features["grid"][0]] == [float] * 3 and [type(v) for v in features["count"][1]] == [int]
+    assert decode_example(encode_example(features)) == {"grid": [1.0, 2.0, 3.0, 4.0, 5.0, 6.5], "count": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b'{"grid": [[1, 2], []]}', "feature 'grid' is an empty list"),
+        (b'{"grid": [[1, 2], [3, "x"]]}', "feature 'grid' should be a number (float feature), got \"x\""),
+        (b'{"grid": [[1, 2], [3, null]]}', "feature 'grid' is null"),
+        (b'{"grid": [[1, 2], [3, {"a": 1}]]}', "feature 'grid' should be a number (float feature), got {\"a\": 1}"),
+        (b'{"count": [[1, 2], [3, 4.5]]}', "feature 'count' should be a whole number (int feature), got 4.5"),
+    ],
+)
+def test_a_bad_value_anywhere_in_a_nested_array_is_named(line, message):
+    with pytest.raises(RecordError) as refused:
+        parse_jsonl(line, "key", MIXED)
+    assert str(refused.value) == message
+
+
 def test_integer_keys_become_text_and_missing_or_empty_keys_none():
     assert parse_jsonl(b'{"key": 42, "x": 1}', "key", FLOATS)[0] == "42"
     assert parse_jsonl(b'{"x": 1}', "key", FLOATS)[0] is None

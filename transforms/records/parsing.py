@@ -19,7 +19,9 @@ from transforms.config import FeatureTypes
 from transforms.records.examples import DECODER, ENCODER, example_features, text_if_utf8
 
 Value = float | int | str | bytes
-FeatureValue = Value | list[Value]
+# A list may nest (a JSON [[1, 2, 3], [4, 5, 6]]): a model input of more than one dimension, kept as given for
+# the model's shape to check (transforms/inference/named_tensors.py) and flattened into an Example.
+FeatureValue = Value | list
 
 
 class Record(NamedTuple):
@@ -99,15 +101,22 @@ def _typed(name: str, value: Any, kind: str, from_text: bool) -> Value:
     return number
 
 
+def _typed_list(name: str, values: list, kind: str, from_text: bool) -> list:
+    if not values:
+        raise RecordError(f"feature {name!r} is an empty list")
+    return [
+        _typed_list(name, item, kind, from_text) if isinstance(item, list) else _typed(name, item, kind, from_text)
+        for item in values
+    ]
+
+
 def typed_features(fields: dict[str, Any], types: FeatureTypes, from_text: bool) -> dict[str, FeatureValue]:
-    """Each field converted to its feature type; lists stay lists (multi-valued features)."""
+    """Each field converted to its feature type; lists stay lists (multi-valued features), nested ones nested."""
     features = {}
     for name, value in fields.items():
         kind = types.of(name)
         if isinstance(value, list):
-            if not value:
-                raise RecordError(f"feature {name!r} is an empty list")
-            features[name] = [_typed(name, item, kind, from_text) for item in value]
+            features[name] = _typed_list(name, value, kind, from_text)
         else:
             features[name] = _typed(name, value, kind, from_text)
     if not features:
