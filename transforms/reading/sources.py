@@ -20,7 +20,15 @@ from transforms.reading.bigquery import ReadBigQueryRows
 from transforms.reading.file_ranges import RANGE_BYTES, FileRangesOf, ReadFileRanges, csv_header, format_of
 from transforms.reading.file_records import UnreadableFile, open_input
 from transforms.records.coders import RecordBatch
-from transforms.records.parsing import Parsed, Record, RecordError, parse_fields, parse_record, parse_tfrecords
+from transforms.records.parsing import (
+    Parsed,
+    Record,
+    RecordError,
+    parse_fields,
+    parse_jsonl_batch,
+    parse_record,
+    parse_tfrecords,
+)
 from transforms.worker_memory import freeze_startup_objects
 from transforms.writing.rows import row_json
 
@@ -172,7 +180,8 @@ def record_ids(count: int) -> list[str]:
 class _ParseRecords(beam.DoFn):
     """A batch of raw elements in, its parsed Records out as one list, and a dead letter per bad record.
 
-    Each record is parsed on its own, so a bad one costs only itself whatever else its batch holds.
+    Examples and JSON Lines are parsed a batch at a time (a column per feature), CSV records each on its own; a
+    bad record costs only itself whatever else its batch holds.
     `raw_records` makes the element's RawRecords (file_batch, or a TransportBatch).
     """
 
@@ -201,6 +210,8 @@ class _ParseRecords(beam.DoFn):
         self._records_read.inc(len(raws))
         if self._kind == "tfrecord":
             parsed = parse_tfrecords([raw.data for raw in raws], self._key_field)
+        elif self._kind == "jsonl":
+            parsed = parse_jsonl_batch([raw.data for raw in raws], self._key_field, self._types)
         else:
             parsed = [None] * len(raws)
         records = []
