@@ -146,6 +146,10 @@ def test_named_inputs_the_template_cannot_build_are_refused_before_the_run(tmp_p
         ("DT_FLOAT", (-1, 2), [1, 2.5], np.array([1.0, 2.5], np.float32)),
         ("DT_UINT8", (-1, 2, 1), [0, 255], np.array([[0], [255]], np.uint8)),
         ("DT_STRING", (-1, 1), "red", np.array([b"red"], object)),
+        ("DT_FLOAT", (-1, 2, 3), [[1, 2, 3], [4, 5, 6.5]], np.array([[1, 2, 3], [4, 5, 6.5]], np.float32)),
+        ("DT_FLOAT", (-1, 2, 3), [1, 2, 3, 4, 5, 6.5], np.array([[1, 2, 3], [4, 5, 6.5]], np.float32)),
+        ("DT_INT64", (-1, 1, 2, 1), [[[7], [8]]], np.array([[[7], [8]]], np.int64)),
+        ("DT_STRING", (-1, 2, 1), [["a"], ["b"]], np.array([[b"a"], [b"b"]], object)),
     ],
 )
 def test_values_become_arrays_of_the_inputs_dtype_and_shape(dtype, shape, value, expected):
@@ -171,6 +175,94 @@ def test_values_the_input_cannot_hold_exactly_are_refused(dtype, value, message)
     with pytest.raises(ValueError) as error:
         NamedInput(TensorInfo("in", dtype, (-1,), "in:0"), "f").value(value)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([[1, 2], [3, 4], [5, 6]], "input 'grid' takes shape [2, 3] but feature 'f' is a nested list of shape [3, 2]"),
+        ([[1, 2, 3], [4, 5]], "input 'grid' takes shape [2, 3] but feature 'f' is a ragged nested list"),
+        ([[1, 2, 3], [4, 5, [6]]], "input 'grid' takes shape [2, 3] but feature 'f' is a ragged nested list"),
+        (
+            [[[1, 2, 3], [4, 5, 6]]],
+            "input 'grid' takes shape [2, 3] but feature 'f' is a nested list of shape [1, 2, 3]",
+        ),
+        ([1, 2, 3, 4, 5], "input 'grid' takes 6 value(s) (shape [2, 3]) but feature 'f' has 5"),
+        (
+            [[1, 2, 3], [4, 5, 6.5]],
+            "takes whole numbers (DT_INT64) but feature 'f' holds [1.0, 2.0, 3.0, 4.0, 5.0, 6.5]",
+        ),
+    ],
+)
+def test_a_value_not_of_the_inputs_shape_is_refused_naming_both_shapes(value, message):
+    with pytest.raises(ValueError) as error:
+        NamedInput(TensorInfo("grid", "DT_INT64", (-1, 2, 3), "grid:0"), "f").value(value)
+    assert str(error.value).endswith(message)
+
+
+def test_a_batch_of_nested_and_flat_values_is_built_at_once_or_record_by_record():
+    grid = NamedInput(TensorInfo("grid", "DT_FLOAT", (-1, 2, 3), "grid:0"), "f")
+    nested, flat = [[1, 2, 3], [4, 5, 6]], [6, 5, 4, 3, 2, 1]
+    assert grid.batch_values([nested, nested]).tolist() == [nested, nested]
+    assert grid.batch_values([flat, flat]).tolist() == [[[6, 5, 4], [3, 2, 1]]] * 2
+    for mixed in ([nested, flat], [nested, [[1, 2], [3, 4], [5, 6]]], [[[1, 2], [3, 4], [5, 6]]] * 2):
+        with pytest.raises(ValueError):
+            grid.batch_values(mixed)
+
+
+@pytest.fixture(scope="module")
+def grid_model(tmp_path_factory) -> str:
+    """A Keras 3 export taking a (2, 3) input `grid`: y = sum of grid's values weighted 1 to 6, row-major."""
+    import keras
+
+    grid = keras.Input(shape=(2, 3), name="grid")
+    y = keras.layers.Dense(1, use_bias=False, name="y")(keras.layers.Flatten()(grid))
+    model = keras.Model(grid, y)
+    model.get_layer("y").set_weights([np.arange(1, 7, dtype=np.float32).reshape(6, 1)])
+    path = str(tmp_path_factory.mktemp("grid") / "grid")
+    model.export(path, verbose=False)
+    return path
+
+
+def test_a_keras_export_of_a_2_by_3_input_takes_nested_json_and_flat_examples(run_main, grid_model, tmp_path):
+    from transforms.records.examples import encode_example
+
+    lines = [
+        {"key": "a", "grid": [[1, 2, 3], [4, 5, 6]]},
+        {"key": "b", "grid": [[0, 0, 0], [0, 0, 1]]},
+        {"key": "flat", "grid": [1, 0, 0, 0, 0, 2]},
+        {"key": "turned", "grid": [[1, 2], [3, 4], [5, 6]]},
+        {"key": "ragged", "grid": [[1, 2, 3], [4, 5]]},
+        {"key": "text", "grid": [[1, 2, 3], [4, 5, "x"]]},
+    ]
+    source = write_jsonl(tmp_path / "grids.jsonl", lines)
+    run = run_main("--pattern=postprocess", f"--model_uris={grid_model}", f"--input={source}", "--progress=off")
+    assert run.returncode == 0, run.stderr
+    rows = {row["key"]: row for row in run.rows()}
+    assert {key: row["predictions"][0]["outputs"]["output_0"] for key, row in rows.items()} == {
+        "a": [91.0],
+        "b": [6.0],
+        "flat": [13.0],
+    }
+    assert rows["a"]["input"] == {"grid": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]}, "the row echoes the nested list"
+    letters = {letter["key"]: (letter["stage"], letter["message"]) for letter in run.dead_letters()}
+    assert letters == {
+        "turned": ("encode", "input 'grid' takes shape [2, 3] but feature 'grid' is a nested list of shape [3, 2]"),
+        "ragged": ("encode", "input 'grid' takes shape [2, 3] but feature 'grid' is a ragged nested list"),
+        "text": ("parse", "feature 'grid' should be a number (float feature), got \"x\""),
+    }
+    examples = tmp_path / "grids.tfrecord"
+    with tf.io.TFRecordWriter(str(examples)) as writer:
+        writer.write(encode_example({"key": "a", "grid": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]}))
+        writer.write(encode_example({"key": "nested", "grid": [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]]}))
+        writer.write(encode_example({"key": "short", "grid": [1.0, 2.0, 3.0, 4.0, 5.0]}))
+    run = run_main("--pattern=keyed", f"--model_uris={grid_model}", f"--input={examples}", "--progress=off")
+    assert run.returncode == 0, run.stderr
+    rows = {row["key"]: row["predictions"][0]["outputs"]["output_0"] for row in run.rows()}
+    assert rows == {"a": [91.0], "nested": [5.0]}, "an Example holds a nested list flat, row-major"
+    (letter,) = run.dead_letters()
+    assert (letter["key"], letter["stage"]) == ("short", "encode")
+    assert letter["message"].endswith("input 'grid' takes 6 value(s) (shape [2, 3]) but feature 'grid' has 5")
 
 
 def test_a_batch_is_built_at_once_as_each_record_alone_would_be(models):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import math
 from decimal import Decimal
 
@@ -19,6 +20,7 @@ from transforms.records.parsing import (
     parse_csv,
     parse_fields,
     parse_jsonl,
+    parse_jsonl_batch,
     parse_tfrecord,
     parse_tfrecords,
 )
@@ -32,6 +34,29 @@ def test_jsonl_separates_the_key_and_types_the_features():
     assert key == "dev-1"
     assert features == {"x": 3.0, "count": 2, "name": "a", "v": [1.0, 2.5]}
     assert isinstance(features["x"], float) and isinstance(features["count"], int)
+
+
+def test_nested_json_arrays_stay_nested_typed_to_their_leaves_and_become_a_flat_example_list():
+    key, features = parse_jsonl(b'{"key": "g", "grid": [[1, 2, 3], [4, 5, 6.5]], "count": [[1], [2]]}', "key", MIXED)
+    assert (key, features) == ("g", {"grid": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]], "count": [[1], [2]]})
+    assert [type(v) for v in features["grid"][0]] == [float] * 3 and [type(v) for v in features["count"][1]] == [int]
+    assert decode_example(encode_example(features)) == {"grid": [1.0, 2.0, 3.0, 4.0, 5.0, 6.5], "count": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b'{"grid": [[1, 2], []]}', "feature 'grid' is an empty list"),
+        (b'{"grid": [[1, 2], [3, "x"]]}', "feature 'grid' should be a number (float feature), got \"x\""),
+        (b'{"grid": [[1, 2], [3, null]]}', "feature 'grid' is null"),
+        (b'{"grid": [[1, 2], [3, {"a": 1}]]}', "feature 'grid' should be a number (float feature), got {\"a\": 1}"),
+        (b'{"count": [[1, 2], [3, 4.5]]}', "feature 'count' should be a whole number (int feature), got 4.5"),
+    ],
+)
+def test_a_bad_value_anywhere_in_a_nested_array_is_named(line, message):
+    with pytest.raises(RecordError) as refused:
+        parse_jsonl(line, "key", MIXED)
+    assert str(refused.value) == message
 
 
 def test_integer_keys_become_text_and_missing_or_empty_keys_none():
@@ -229,3 +254,101 @@ def test_keys_that_are_not_utf8_keep_their_other_bytes_escaped_in_a_batch():
     raws = [encode_example({"key": b"k\xff" if i == 1 else f"k{i}".encode(), "x": 1.0}) for i in range(3)]
     assert [p.key for p in parse_tfrecords(raws, "key")] == ["k0", "k\\xff", "k2"]
     _assert_parsed_as_alone(raws)
+
+
+def _jsonl_alone(raw: bytes, types: FeatureTypes) -> tuple | RecordError:
+    try:
+        return parse_jsonl(raw, "key", types)
+    except RecordError as error:
+        return error
+
+
+def _assert_jsonl_parsed_as_alone(raws: list[bytes], types: FeatureTypes = MIXED) -> list[Parsed | RecordError]:
+    parsed = parse_jsonl_batch(raws, "key", types)
+    assert len(parsed) == len(raws)
+    for raw, batched in zip(raws, parsed, strict=True):
+        alone = _jsonl_alone(raw, types)
+        if isinstance(alone, RecordError):
+            assert isinstance(batched, RecordError), raw
+            assert (str(batched), batched.key) == (str(alone), alone.key), raw
+        else:
+            assert (batched.key, batched.features, batched.model_input) == (*alone, None), raw
+            assert repr(batched.features) == repr(alone[1]), "a float stays a float, an int an int, in the same order"
+    return parsed
+
+
+def test_a_batch_of_json_lines_is_parsed_a_feature_at_a_time_exactly_as_each_line_alone():
+    good = [
+        b'{"key": "k%d", "x": %d.5, "v": [0.1, -2, 1e-30], "count": 3, "name": "a", "grid": [[1, 2], [3, 4]]}'
+        % (
+            i,
+            i,
+        )
+        for i in range(6)
+    ]
+    raws = [
+        *good,
+        b'{"key": "k", "x": ',  # not JSON
+        b'{"key": "k", "x": "seven", "v": [1, 2, 3], "count": 3, "name": "a", "grid": [[1, 2], [3, 4]]}',
+        b'{"key": "k", "x": null}',
+        b'{"key": "k", "x": NaN}',  # json reads it, orjson does not: the record's own check names it
+        b'{"key": "k", "x": 1e400}',
+        b'{"key": "k", "x": 1e39}',  # past float32
+        b'{"key": "k", "x": true}',
+        b'{"key": "truth", "x": 1.0}',  # "true" in a key: parsed alone, and fine
+        b"[1, 2, 3]",
+        b'{"key": "k", "x": "\xe9"}',
+        b'{"key": 123456789012345678901234567890, "x": 1.0}',  # a key past 64 bits stays exact text
+        b'{"key": 1.5, "x": 1.0}',
+        b'{"key": "k", "count": 123456789012345678901234567890}',
+        b'{"key": "k", "count": 2.0}',
+        b'{"key": "k", "name": 5}',
+        b'{"key": "k", "x": []}',
+        b'{"key": "only-a-key"}',
+        b'{"key": "", "x": [1, 2, 3]}',
+        b'{"key": "k", "x": [1, 2]}',
+        b'{"key": "k", "grid": [[1, 2], [3]]}',
+        b'{"key": "k", "x": {"nested": 1}}',
+        b'{"x": 1, "key": 7}',
+        b'{"key": "k", "x": "\\ud800"}',  # a lone surrogate: orjson refuses it, json reads it
+    ]
+    parsed = _assert_jsonl_parsed_as_alone(raws)
+    assert [p.features["x"] for p in parsed[:6]] == [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]
+    assert parsed[0].features == {
+        "x": 0.5,
+        "v": [0.1, -2.0, 1e-30],
+        "count": 3,
+        "name": "a",
+        "grid": [[1.0, 2.0], [3.0, 4.0]],
+    }
+    assert str(parsed[9]) == "feature 'x' is not a finite number: nan"
+    assert parsed[16].key == "123456789012345678901234567890"
+
+
+def test_a_bad_line_in_a_large_batch_costs_only_itself():
+    raws = [b'{"key": "k%d", "x": [%d, 2.5]}' % (i, i) for i in range(100)]
+    raws[37] = b'{"key": "k37", "x": [37, "2.5"]}'
+    parsed = _assert_jsonl_parsed_as_alone(raws, FLOATS)
+    assert [i for i, p in enumerate(parsed) if isinstance(p, RecordError)] == [37]
+    assert (str(parsed[37]), parsed[37].key) == ("feature 'x' should be a number (float feature), got \"2.5\"", "k37")
+    assert parsed[38].features == {"x": [38.0, 2.5]}
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=3),
+    lambda children: st.lists(children, max_size=3),
+    max_leaves=6,
+)
+
+
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(["key", "x", "count", "name"]), _json_values, max_size=4).map(
+            lambda fields: json.dumps(fields).encode()
+        )
+        | st.binary(max_size=12),
+        max_size=12,
+    )
+)
+def test_any_batch_of_json_lines_and_garbage_parses_as_each_line_alone(raws):
+    _assert_jsonl_parsed_as_alone(raws)

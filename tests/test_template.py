@@ -96,6 +96,10 @@ EXAMPLES = {
     "key_field": (["key", "device_id", "customer.id"], ["", "1st", "two words"]),
     "feature_types": (["count:int", "count:int,name:bytes,x:float"], ["", "count", "x:double", "x:int,"]),
     "input_features": (["age:years", "age:years,color:colour"], ["", "age", "age:", ":years", "age:years,"]),
+    "row_input": (
+        ["all", "none", "include:site", "include:a,b.c", "exclude:f_0,f_1"],
+        ["", "some", "none:x", "include:", "include:a,,b", "exclude:a b", "include:a,"],
+    ),
     "signature_name": (["serving_default", "predict"], ["", "serving default"]),
     "min_batch_size": (["1", "64"], ["0", "-1", "1.5", "ten"]),
     "max_batch_size": (["512", "4096"], ["0", "", "1e3"]),

@@ -230,6 +230,16 @@ PARAMETERS: tuple[Parameter, ...] = (
         regexes=(rf"^{_NAME}:{_NAME}(,{_NAME}:{_NAME})*$",),
     ),
     Parameter(
+        "row_input",
+        "Input carried by each row",
+        "What each output row (file, BigQuery, Pub/Sub) carries of its record's input, beside the key: all (every "
+        "feature), none (the key only), include:a,b (those features only) or exclude:c,d (all but those). Named "
+        "fields are checked against a CSV header or the first JSON Lines record. Dead letters always keep the raw "
+        "record. Not for predict.",
+        default="all",
+        regexes=(rf"^(all|none|(include|exclude):{_NAME}(,{_NAME})*)$",),
+    ),
+    Parameter(
         "default_feature_type",
         "Default feature type",
         "The tf.train.Example type of every feature not named in feature_types.",

@@ -60,7 +60,39 @@ def model_signatures(config: InferenceConfig, plan: InputPlan | None) -> tuple[S
     """Every model's serving signature, checked: its kind, and for named tensors that each input has a feature."""
     signatures = tuple(model_signature(model, config) for model in config.models)
     check_input_features(config, signatures, plan)
+    check_row_input(config, signatures, plan)
     return signatures
+
+
+def check_row_input(config: InferenceConfig, signatures: Sequence[Signature], plan: InputPlan | None) -> None:
+    """Every field --row_input names is one of the input's, where the launcher has seen them.
+
+    That is a CSV header, or the first record of JSON Lines files (with the features the models' named tensors
+    are built from, which every record has). The fields of Examples, tables and messages are not read at
+    launch: there a name is taken as given, and a record without that field has no entry for it.
+    """
+    named = config.row_input.fields
+    if not named or plan is None or not (plan.header or plan.first_fields):
+        return
+    if plan.format == "csv":
+        columns, where = list(plan.header), f"the CSV header of {plan.header_file}"
+    else:
+        columns, where = list(plan.first_fields), f"the first record of {plan.first_file}"
+    chained = config.pattern == "multi_sequence"
+    model_features = [
+        feature
+        for position, signature in enumerate(signatures)
+        if signature.kind == NAMED_TENSORS
+        for feature in (input_feature(info.alias, config.input_features) for info in signature.inputs)
+        if not (chained and position > 0 and feature == config.chain_feature)  # the previous model's output
+    ]
+    fields = [field for field in dict.fromkeys([*columns, *model_features]) if field != config.key_field]
+    unknown = [name for name in named if name not in fields]
+    if unknown:
+        raise ParameterError(
+            f"--row_input={config.row_input.mode}:{','.join(named)} names {', '.join(map(repr, unknown))}, "
+            f"not among the input's fields: {where} has {', '.join(fields)}"
+        )
 
 
 def check_input_features(config: InferenceConfig, signatures: Sequence[Signature], plan: InputPlan | None) -> None:

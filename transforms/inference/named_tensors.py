@@ -31,6 +31,7 @@ from tensorflow.core.framework import types_pb2
 
 from transforms.inference.postprocess import outputs_by_example
 from transforms.inference.signatures import SERVE_TAG, Signature, TensorInfo, input_feature
+from transforms.records.examples import flat_values
 
 ModelInput = dict[str, np.ndarray]
 
@@ -47,8 +48,20 @@ class NamedInput:
         self.size = math.prod(self.shape)
 
     def value(self, raw: Any) -> np.ndarray:
-        """The record's value for this input, exactly as the dtype holds it; ValueError names what does not fit."""
+        """The record's value for this input, exactly as the dtype holds it; ValueError names what does not fit.
+
+        A flat list (an Example's, or JSON's) fills the input's shape in row-major order; a nested list (JSON's
+        [[1, 2, 3], [4, 5, 6]]) must have the input's shape itself.
+        """
         values = raw if isinstance(raw, list) else [raw]
+        if any(isinstance(value, list) for value in values):
+            shape = _nested_shape(values)
+            if shape != self.shape:
+                given = "a ragged nested list" if shape is None else f"a nested list of shape {list(shape)}"
+                raise ValueError(
+                    f"input {self.alias!r} takes shape {list(self.shape)} but feature {self.feature!r} is {given}"
+                )
+            values = flat_values(values)
         if len(values) != self.size:
             raise ValueError(
                 f"input {self.alias!r} takes {self.size} value(s) (shape {list(self.shape)}) but feature "
@@ -70,7 +83,7 @@ class NamedInput:
         if self.dtype.kind == "O":
             return np.stack([self.value(raw) for raw in raws])
         given = np.asarray(raws)  # ValueError for a ragged batch
-        if given.shape not in ((len(raws), self.size), (len(raws),) * (self.size == 1)):
+        if given.shape not in ((len(raws), self.size), (len(raws),) * (self.size == 1), (len(raws), *self.shape)):
             raise ValueError(f"a record of the batch has a value of the wrong length for input {self.alias!r}")
         if given.dtype.kind not in "iuf":
             raise ValueError(f"a record of the batch has a value that is not a number for input {self.alias!r}")
@@ -115,6 +128,16 @@ class NamedInput:
                 f"({self.tf_dtype}) cannot hold exactly"
             )
         return held
+
+
+def _nested_shape(values: list) -> tuple[int, ...] | None:
+    """The shape of a nested list whose every level is of one length (a scalar's is ()); None when it is ragged."""
+    if not isinstance(values, list):
+        return ()
+    shapes = {_nested_shape(value) for value in values}
+    if len(shapes) != 1 or None in shapes:
+        return None
+    return (len(values), *shapes.pop())
 
 
 def _shown(values: list) -> str:

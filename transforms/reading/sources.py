@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+import orjson
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
@@ -17,9 +18,17 @@ from transforms.config import InferenceConfig, ParameterError
 from transforms.dead_letters import dead_letter
 from transforms.reading.bigquery import ReadBigQueryRows
 from transforms.reading.file_ranges import RANGE_BYTES, FileRangesOf, ReadFileRanges, csv_header, format_of
-from transforms.reading.file_records import UnreadableFile
+from transforms.reading.file_records import UnreadableFile, open_input
 from transforms.records.coders import RecordBatch
-from transforms.records.parsing import Parsed, Record, RecordError, parse_fields, parse_record, parse_tfrecords
+from transforms.records.parsing import (
+    Parsed,
+    Record,
+    RecordError,
+    parse_fields,
+    parse_jsonl_batch,
+    parse_record,
+    parse_tfrecords,
+)
 from transforms.worker_memory import freeze_startup_objects
 from transforms.writing.rows import row_json
 
@@ -34,6 +43,8 @@ class InputPlan:
     """What the source will read: a file pattern, its format and, for CSV, the header of its first file.
 
     `names_format` says the format came from the file names, so a file named otherwise is not read as it.
+    `first_fields` are the field names of the first JSON Lines record (of `first_file`), read only when
+    --row_input names fields, to check them.
     """
 
     pattern: str
@@ -41,6 +52,8 @@ class InputPlan:
     header: tuple[str, ...] = ()
     header_file: str = ""
     names_format: bool = False
+    first_fields: tuple[str, ...] = ()
+    first_file: str = ""
 
 
 def _first_csv_header(paths: Iterable[str], key_field: str) -> tuple[tuple[str, ...], str]:
@@ -58,6 +71,27 @@ def _first_csv_header(paths: Iterable[str], key_field: str) -> tuple[tuple[str, 
         if not [c for c in header if c != key_field]:
             raise ParameterError(f"CSV header of {path} has no feature column besides the key {key_field!r}")
         return header, path
+    return (), ""
+
+
+def _first_jsonl_fields(paths: Iterable[str]) -> tuple[tuple[str, ...], str]:
+    """The field names of the first line of the first file that has one, and that file; none if it is no object.
+
+    A first line that is not a JSON object is its own `parse` dead letter; the launch then has no fields to check.
+    """
+    for path in paths:
+        try:
+            with open_input(path) as stream:
+                line = stream.readline()
+        except Exception as error:
+            raise ParameterError(f"JSON Lines file {path} cannot be read: {error}") from None
+        if not line.strip():
+            continue
+        try:
+            fields = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return (), path
+        return (tuple(fields), path) if isinstance(fields, dict) else ((), path)
     return (), ""
 
 
@@ -84,7 +118,8 @@ def plan_input(config: InferenceConfig) -> InputPlan:
             )
         kind = kinds.pop()
     header, header_file = _first_csv_header(listed, config.key_field) if kind == "csv" else ((), "")
-    return InputPlan(config.input, kind, header, header_file, names_format=config.input_format is None)
+    first_fields, first_file = _first_jsonl_fields(listed) if kind == "jsonl" and config.row_input.fields else ((), "")
+    return InputPlan(config.input, kind, header, header_file, config.input_format is None, first_fields, first_file)
 
 
 class RawRecord(NamedTuple):
@@ -145,7 +180,8 @@ def record_ids(count: int) -> list[str]:
 class _ParseRecords(beam.DoFn):
     """A batch of raw elements in, its parsed Records out as one list, and a dead letter per bad record.
 
-    Each record is parsed on its own, so a bad one costs only itself whatever else its batch holds.
+    Examples and JSON Lines are parsed a batch at a time (a column per feature), CSV records each on its own; a
+    bad record costs only itself whatever else its batch holds.
     `raw_records` makes the element's RawRecords (file_batch, or a TransportBatch).
     """
 
@@ -174,6 +210,8 @@ class _ParseRecords(beam.DoFn):
         self._records_read.inc(len(raws))
         if self._kind == "tfrecord":
             parsed = parse_tfrecords([raw.data for raw in raws], self._key_field)
+        elif self._kind == "jsonl":
+            parsed = parse_jsonl_batch([raw.data for raw in raws], self._key_field, self._types)
         else:
             parsed = [None] * len(raws)
         records = []

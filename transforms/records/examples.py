@@ -15,8 +15,15 @@ DECODER = ExamplesToRecordBatchDecoder()
 ENCODER = RecordBatchToExamplesEncoder()
 
 
+def flat_values(values: list) -> list:
+    """A nested list's values in row-major order, as an Example's flat list holds an input of several dimensions."""
+    if not any(isinstance(value, list) for value in values):
+        return values
+    return [item for value in values for item in (flat_values(value) if isinstance(value, list) else [value])]
+
+
 def _feature(value: Any) -> feature_pb2.Feature:
-    values = value if isinstance(value, list) else [value]
+    values = flat_values(value) if isinstance(value, list) else [value]
     if not values:
         return feature_pb2.Feature()
     first = values[0]

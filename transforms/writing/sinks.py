@@ -12,7 +12,7 @@ from apache_beam import typehints
 from apache_beam.io.gcp.pubsub import PubsubMessage
 
 from transforms import counters
-from transforms.config import InferenceConfig
+from transforms.config import InferenceConfig, RowInput
 from transforms.dead_letters import DeadLetter, dead_letter_json, record_dead_letter
 from transforms.inference.batches import Batch
 from transforms.inference.predict import DEAD_LETTERS
@@ -67,9 +67,15 @@ def result_rows(batch: Batch) -> list[tuple[Record, list[dict], str | None]]:
     return [(record, predictions, version) for record, predictions in rows]
 
 
-def encode_row(element: tuple[Record, list[dict], str | None]) -> Encoded:
-    record, predictions, version = element
-    return Encoded(row_json(prediction_row(record, predictions)), record.id, record.key, version)
+class EncodeRow:
+    """A record's result as its JSON row, carrying what --row_input chooses of its input."""
+
+    def __init__(self, row_input: RowInput = RowInput()):
+        self._row_input = row_input
+
+    def __call__(self, element: tuple[Record, list[dict], str | None]) -> Encoded:
+        record, predictions, version = element
+        return Encoded(row_json(prediction_row(record, predictions, self._row_input)), record.id, record.key, version)
 
 
 def result_logs(batch: Batch) -> list[tuple[Record, bytes, str | None, str]]:
@@ -258,7 +264,7 @@ def write_results(config: InferenceConfig) -> beam.PTransform:
     )
     return _EncodeCountWrite(
         result_logs if predict else result_rows,
-        encode_prediction_log if predict else encode_row,
+        encode_prediction_log if predict else EncodeRow(config.row_input),
         _logs_written if predict else _rows_written,
         unencodable_row,
         _sinks(config.output, ".tfrecord" if predict else ".jsonl", config.output_topic, table),
