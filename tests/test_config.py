@@ -42,7 +42,8 @@ def test_a_vertex_endpoint_is_a_model_named_by_its_id_and_called_as_configured()
     )
     assert [(m.name, m.remote) for m in config.models] == [("multiply_by_5", False), ("1234567890", True)]
     assert config.remote == RemoteCalls("http://127.0.0.1:8470", 16, 7, 90, 32)
-    assert endpoint_resource(endpoint) == "projects/my-project/locations/europe-west4/endpoints/1234567890"
+    resource = "projects/my-project/locations/europe-west4/endpoints/1234567890"  # pragma: allowlist secret
+    assert endpoint_resource(endpoint) == resource
     assert parse("--pattern=keyed", "--model_uris=a").remote == RemoteCalls(None, 4, 60, 300, 64, 1_572_864)
 
 

@@ -201,7 +201,7 @@ def test_batch_sizes_are_honoured(run_main, demo_models, demo_data):
         (["--pattern=keyed", "--model_uris=MODEL5", "--input=DATA/nothing-*.csv"], "no files match"),
         (
             ["--pattern=keyed", "--model_uris=s3://bucket/model", "--input=DATA/numbers.csv"],
-            "neither a local path nor a gs:// URI",
+            "neither a local path, a gs:// URI nor a Vertex AI endpoint",
         ),
         (["--pattern=keyed", "--model_uris=MODEL5", "--input=DATA/numbers.csv", "--max_batch_size=0"], "batch sizes"),
         (
