@@ -22,7 +22,7 @@ def _outputs_size(outputs: ModelOutputs | None) -> int:
     return sum(values.nbytes for values in outputs.arrays.values()) + sampled_size(outputs.logs or (), len)
 
 
-def _input_size(value) -> int:
+def input_size(value) -> int:
     """A serialized Example's bytes; named tensors' array bytes; a JSON instance's values, at 16 bytes each."""
     if isinstance(value, bytes):
         return len(value)
@@ -54,7 +54,7 @@ class BatchCoder(SizedPickleCoder):
 
 class ModelFeedCoder(SizedPickleCoder):
     def estimate_size(self, feed: ModelFeed) -> int:
-        return batch_size_estimate(feed.batch) + sampled_size(feed.inputs, _input_size)
+        return batch_size_estimate(feed.batch) + sampled_size(feed.inputs, input_size)
 
     def to_type_hint(self):
         return ModelFeed

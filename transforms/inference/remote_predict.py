@@ -35,10 +35,12 @@ from google.protobuf import json_format
 
 from transforms.config import ModelSpec, RemoteCalls, endpoint_resource
 from transforms.inference.batches import InferenceFailure, ModelAnswer, ModelFeed, ModelOutputs
+from transforms.inference.coders import input_size
 from transforms.inference.endpoints import api_endpoint, prediction_client, service_error
 from transforms.inference.instances import Instance, instance_bytes, request_bytes
 from transforms.inference.model_refresh import SERVED, count_model_event, model_metrics_namespace
 from transforms.inference.prediction_logs import serialized_tensor_prediction_logs
+from transforms.records.coders import sampled_size
 
 # The output alias of an endpoint whose predictions are plain values, as Vertex AI batch prediction names them;
 # an endpoint answering JSON objects (a model of several named outputs) has an alias per key.
@@ -63,10 +65,11 @@ def request_slices(sizes: Sequence[int], max_bytes: int, max_instances: int) -> 
     `sizes` are each instance's bytes in a request body (`instance_bytes`); a slice is cut before the instance
     that would take its body past `max_bytes`.
     """
+    envelope = request_bytes([])
     slices, oversized = [], []
     start, body = None, 0
     for position, size in enumerate(sizes):
-        if request_bytes([]) + size > max_bytes:
+        if envelope + size > max_bytes:
             oversized.append(position)
             if start is not None:
                 slices.append(range(start, position))
@@ -76,7 +79,7 @@ def request_slices(sizes: Sequence[int], max_bytes: int, max_instances: int) -> 
             slices.append(range(start, position))
             start = None
         if start is None:
-            start, body = position, request_bytes([]) + size
+            start, body = position, envelope + size
         else:
             body += 2 + size
     if start is not None:
@@ -267,7 +270,8 @@ class EndpointModelHandler(ModelHandler):
         return ModelAnswer(batch, ModelOutputs(self._model.name, version, arrays, logs))
 
     def get_num_bytes(self, feed: ModelFeed) -> int:
-        return sum(instance_bytes(instance) for instance in feed.inputs)
+        # RunInference's batch-size metric only: the coder's estimate, not a second JSON encoding of every instance.
+        return sampled_size(feed.inputs, input_size)
 
 
 def _served_by(model: ModelSpec, version: str | None) -> ModelSpec:
