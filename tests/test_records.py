@@ -263,6 +263,11 @@ def _jsonl_alone(raw: bytes, types: FeatureTypes) -> tuple | RecordError:
         return error
 
 
+def _same_example(model_input: bytes, features: dict) -> bool:
+    """The serialized Example is the one encode_example makes of the features, value for value (float32 bits)."""
+    return example_pb2.Example.FromString(model_input) == example_pb2.Example.FromString(encode_example(features))
+
+
 def _assert_jsonl_parsed_as_alone(raws: list[bytes], types: FeatureTypes = MIXED) -> list[Parsed | RecordError]:
     parsed = parse_jsonl_batch(raws, "key", types)
     assert len(parsed) == len(raws)
@@ -272,8 +277,12 @@ def _assert_jsonl_parsed_as_alone(raws: list[bytes], types: FeatureTypes = MIXED
             assert isinstance(batched, RecordError), raw
             assert (str(batched), batched.key) == (str(alone), alone.key), raw
         else:
-            assert (batched.key, batched.features, batched.model_input) == (*alone, None), raw
+            assert (batched.key, batched.features) == alone[:2], raw
             assert repr(batched.features) == repr(alone[1]), "a float stays a float, an int an int, in the same order"
+            # A line parsed with its batch-mates comes with its Example, encoded from the batch's columns: the
+            # Example encode_example makes of its features (its features map perhaps in another order). One
+            # parsed alone leaves that to the model's step.
+            assert batched.model_input is None or _same_example(batched.model_input, alone[1]), raw
     return parsed
 
 
@@ -314,6 +323,7 @@ def test_a_batch_of_json_lines_is_parsed_a_feature_at_a_time_exactly_as_each_lin
     ]
     parsed = _assert_jsonl_parsed_as_alone(raws)
     assert [p.features["x"] for p in parsed[:6]] == [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]
+    assert all(_same_example(p.model_input, p.features) for p in parsed[:6])
     assert parsed[0].features == {
         "x": 0.5,
         "v": [0.1, -2.0, 1e-30],

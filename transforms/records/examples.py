@@ -44,6 +44,34 @@ def encode_example(features: Mapping[str, Any]) -> bytes:
     return example.SerializeToString()
 
 
+def example_column(values: np.ndarray | Sequence[str]) -> pa.LargeListArray:
+    """One feature of a batch of Examples as tfx-bsl's encoder takes it: each record's list of values.
+
+    From an array whose first axis is the records (the rest flattened, row-major, as `flat_values` flattens):
+    floats become a float_list (cast to float32, as the Example stores them), integers an int64_list; from one
+    text per record, a bytes_list of its UTF-8. Raises ValueError for other dtypes and for empty lists.
+    """
+    if not isinstance(values, np.ndarray):
+        return pa.LargeListArray.from_arrays(
+            np.arange(len(values) + 1, dtype=np.int64), pa.array(values, pa.large_binary())
+        )
+    rows = values.reshape(len(values), -1)
+    if rows.dtype.kind == "f":
+        flat = pa.array(rows.ravel().astype(np.float32, copy=False), pa.float32())
+    elif rows.dtype.kind in "iu" and rows.dtype.itemsize <= 8 and rows.dtype != np.uint64:
+        flat = pa.array(rows.ravel().astype(np.int64, copy=False), pa.int64())
+    else:
+        raise ValueError(f"a {rows.dtype} column is set record by record")
+    if not rows.shape[1]:
+        raise ValueError("records without values are set record by record")
+    return pa.LargeListArray.from_arrays(np.arange(0, rows.size + 1, rows.shape[1], dtype=np.int64), flat)
+
+
+def encode_columns(columns: Mapping[str, pa.Array]) -> list[bytes]:
+    """Serialized Examples of a batch from its feature columns (`example_column`s), encoded by tfx-bsl in C++."""
+    return ENCODER.encode(pa.RecordBatch.from_arrays(list(columns.values()), list(columns)))
+
+
 def with_feature(examples: Sequence[bytes], name: str, rows: np.ndarray) -> list[bytes]:
     """Each serialized Example with feature `name` set to its row of `rows` (2-D: a row per Example).
 
@@ -52,18 +80,13 @@ def with_feature(examples: Sequence[bytes], name: str, rows: np.ndarray) -> list
     writes them. Raises ValueError for other dtypes, and for Examples whose features differ in kind from one
     record to the next (tfx-bsl's decoder refuses those); `encode_example` then builds each on its own.
     """
-    if rows.dtype == np.float32:
-        values = pa.array(rows.ravel(), pa.float32())
-    elif rows.dtype.kind in "iu" and rows.dtype.itemsize <= 8 and rows.dtype != np.uint64:
-        values = pa.array(rows.ravel().astype(np.int64), pa.int64())
-    else:
+    if rows.dtype.kind == "f" and rows.dtype != np.float32:
         raise ValueError(f"a {rows.dtype} column is set record by record")
+    column = example_column(rows)
     try:
         batch = DECODER.DecodeBatch(list(examples))
     except RuntimeError as error:
         raise ValueError(f"the batch's Examples do not decode together: {error}") from None
-    offsets = np.arange(0, rows.size + 1, rows.shape[1], dtype=np.int64)
-    column = pa.LargeListArray.from_arrays(offsets, values)
     index = batch.schema.get_field_index(name)
     batch = batch.set_column(index, name, column) if index >= 0 else batch.append_column(name, column)
     return ENCODER.encode(batch)

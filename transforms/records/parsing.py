@@ -18,7 +18,14 @@ import pyarrow.compute as pc
 from tensorflow.core.example import example_pb2
 
 from transforms.config import FeatureTypes
-from transforms.records.examples import DECODER, ENCODER, example_features, text_if_utf8
+from transforms.records.examples import (
+    DECODER,
+    ENCODER,
+    encode_columns,
+    example_column,
+    example_features,
+    text_if_utf8,
+)
 
 Value = float | int | str | bytes
 _FLOAT32_MAX = 3.4028234663852886e38
@@ -347,12 +354,13 @@ def _json_object(raw: bytes) -> dict | None:
     return fields if isinstance(fields, dict) else None
 
 
-def _typed_column(name: str, values: list, kind: str) -> list:
+def _typed_column(name: str, values: list, kind: str) -> np.ndarray | list[str]:
     """One feature of records that all have it, typed as `typed_features` types it; ValueError where it cannot say.
 
-    A number column is one NumPy conversion: a float feature's values must be finite float32 magnitudes, an int
-    feature's JSON integers; a bytes feature's must be strings. Anything else (a string in a number column,
-    lists of differing lengths, an empty list) is left to each record's own parse.
+    A number column is one NumPy conversion (an array, its first axis the records): a float feature's values must
+    be finite float32 magnitudes, an int feature's JSON integers; a bytes feature's must be strings (a list of
+    them). Anything else (a string in a number column, lists of differing lengths, an empty list) is left to
+    each record's own parse.
     """
     if kind == "bytes":
         if all(type(value) is str for value in values):
@@ -365,11 +373,15 @@ def _typed_column(name: str, values: list, kind: str) -> list:
         array = array.astype(np.float64)
         if not (np.abs(array) <= _FLOAT32_MAX).all():
             raise ValueError(f"feature {name!r} has a value past float32")
-    return array.tolist()
+    return array
 
 
 def _parsed_objects(objects: list[dict], key_field: str, types: FeatureTypes) -> list[Parsed]:
-    """Records of one field list, typed a feature at a time; ValueError when some record must be parsed alone."""
+    """Records of one field list, typed a feature at a time; ValueError when some record must be parsed alone.
+
+    Their model inputs are encoded from the same columns, as a TFRecord batch's are (tfx-bsl, in C++): the
+    Examples `encode_example` would build from each record's features, without a Python step per value.
+    """
     names = [name for name in objects[0] if name != key_field]
     if not names:
         raise ValueError("records without features")
@@ -380,9 +392,11 @@ def _parsed_objects(objects: list[dict], key_field: str, types: FeatureTypes) ->
             raise ValueError("a key parse_jsonl must name")
         keys.append(None if key is None or key == "" else str(key))
     columns = [_typed_column(name, [fields[name] for fields in objects], types.of(name)) for name in names]
+    model_inputs = encode_columns({name: example_column(column) for name, column in zip(names, columns, strict=True)})
+    values = [column.tolist() if isinstance(column, np.ndarray) else column for column in columns]
     return [
-        Parsed(key, dict(zip(names, row, strict=True)))
-        for key, row in zip(keys, zip(*columns, strict=True), strict=True)
+        Parsed(key, dict(zip(names, row, strict=True)), model_input)
+        for key, row, model_input in zip(keys, zip(*values, strict=True), model_inputs, strict=True)
     ]
 
 
