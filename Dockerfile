@@ -18,11 +18,13 @@ WORKDIR /template
 
 # The installer is the pinned uv of requirements/uv.txt, as in every virtualenv and in Cloud Build's tests, so the
 # image, CI and a laptop install the lock the same way whatever pip the base image bundles; uv leaves once the
-# project is in.
+# project is in. Its --compile-bytecode writes the .pyc files into the image: each worker's SDK processes then
+# start without compiling TensorFlow's and Beam's sources first (about 8 s of CPU each).
 COPY requirements.txt .
 COPY requirements/uv.txt requirements/uv.txt
 RUN pip install --no-cache-dir --require-hashes -r requirements/uv.txt \
-    && uv pip install --system --no-cache --require-hashes --build-constraints requirements.txt -r requirements.txt
+    && uv pip install --system --no-cache --compile-bytecode --require-hashes --build-constraints requirements.txt \
+    -r requirements.txt
 
 COPY pyproject.toml main.py ./
 COPY transforms/ transforms/

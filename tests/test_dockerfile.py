@@ -80,6 +80,8 @@ def test_the_build_fails_unless_the_installed_set_is_exactly_the_lock():
 def test_everything_is_installed_at_build_time_from_the_lock():
     runs = " ".join(line for line in INSTRUCTIONS if line.startswith("RUN "))
     assert re.search(r"uv pip install --system [^&]*--require-hashes [^&]*-r requirements\.txt", runs)
+    # Compiled at build time: uv writes no .pyc files unless told, and each SDK process would compile them again.
+    assert re.search(r"uv pip install --system [^&]*--compile-bytecode [^&]*-r requirements\.txt", runs)
     assert runs.count("pip check") >= 1
     envs = " ".join(line for line in INSTRUCTIONS if line.startswith("ENV "))
     assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py" in envs
