@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import costs
 from benchmarks.bench import (
     BEFORE_ISSUE_15,
     MissingHistory,
@@ -31,6 +32,23 @@ from transforms.summary import ModelMetrics, RunSummary, summary_table
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1 << 20
+
+
+def test_a_million_predictions_cost_a_busy_2_vcpu_worker_s_hours_at_beam_s_published_prices():
+    # us-central1, batch: 2 vCPUs at $0.056, 7.5 GB at $0.003557, a 25 GB disk at $0.000054, each an hour.
+    hour = 2 * 0.056 + 7.5 * 0.003557 + 25 * 0.000054
+    assert costs.worker_hour() == pytest.approx(hour)
+    # 10,000 records a CPU-second on each of 2 vCPUs: 72 million an hour.
+    assert costs.per_million(10_000) == pytest.approx(hour / 72)
+    table = costs.markdown(
+        {
+            "fast": {"steady_cpu_rate": {"median": 20_000.0}},
+            "lost in noise": {"steady_cpu_rate": {"median": None}},
+            "fast, before issue 15": {"steady_cpu_rate": {"median": 1.0}},
+        }
+    )
+    assert table.splitlines()[-1] == f"| fast | 20,000 | 50 | {hour / 144:.4f} |"
+    assert "noise" not in table and "before issue 15" not in table
 
 
 def test_peak_memory_is_the_variant_s_own_and_its_workers_are_sampled(tmp_path):
@@ -278,4 +296,10 @@ def test_a_small_benchmark_measures_each_kind_of_variant_and_writes_its_report(t
     latest = (tmp_path / "latest.md").read_text()
     assert "| target | value | goal | met |" in latest
     assert re.search(r"^\| seed post's pipeline toy \| .* \| 1 \|$", latest, re.MULTILINE)
+    # The cost table prices each variant's own steady CPU rate, the figure the results table shows beside it.
+    rate = results["predict toy"]["steady_cpu_rate"]["median"]
+    cost = re.search(r"^\| predict toy \| ([\d,]+) \| ([\d,]+) \| ([\d.]+) \|$", latest, re.MULTILINE)
+    assert cost, latest
+    assert int(cost[1].replace(",", "")) == round(rate)
+    assert float(cost[3]) == pytest.approx(costs.per_million(rate), abs=0.00005)
     assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG")

@@ -106,6 +106,13 @@ def _model_spec(signature_name: str, version: str | None, model_name: str | None
     return spec.SerializeToString()
 
 
+def _records(parts: list[list[bytes]], batch_size: int) -> list[bytes]:
+    """Each record's bytes of every part, in the parts' order (a part: one serialized piece per record)."""
+    if len(parts) == 1:
+        return parts[0]
+    return [b"".join(pieces) for pieces in zip(*parts, strict=True)] if parts else [b""] * batch_size
+
+
 def _logs(
     request_parts: list[list[bytes]],
     outputs: Mapping[str, np.ndarray],
@@ -122,12 +129,16 @@ def _logs(
         [_field(_FIRST, entry) for entry in _tensor_entries(alias, outputs[alias], batch_size)]
         for alias in sorted(outputs)
     ]
+    # Per record only the lengths that vary are written: concatenations, no call but the varints.
+    varint, second = _varint, _SMALL_VARINTS[_SECOND]
+    framed = [[second + varint(len(entry)) + entry for entry in entries] for entries in request_parts]
+    first, predict_log = _SMALL_VARINTS[_FIRST], _SMALL_VARINTS[_PREDICT_LOG]
     logs = []
-    for i in range(batch_size):
-        request = request_spec + b"".join(_field(_SECOND, entries[i]) for entries in request_parts)
-        response = b"".join(entries[i] for entries in responses) + response_spec
-        predict_log = _field(_FIRST, request) + _field(_SECOND, response)
-        logs.append(_field(_PREDICT_LOG, predict_log))
+    for request, response in zip(_records(framed, batch_size), _records(responses, batch_size), strict=True):
+        request = request_spec + request
+        response += response_spec
+        body = first + varint(len(request)) + request + second + varint(len(response)) + response
+        logs.append(predict_log + varint(len(body)) + body)
     return logs
 
 
