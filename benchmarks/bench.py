@@ -2,8 +2,8 @@
 floor), the naive per-element DoFn and the seed post's own pipeline, on the toy x5 model (overhead-bound) and a
 heavy MLP (compute-bound); the toy patterns as the code was before issue 15 (an older commit's main.py, run
 beside today's); 1 vs 2 worker processes; each variant's peak memory and model loads; streaming latency at a
-fixed message rate through the Pub/Sub emulator. One run writes results/<time>.json,
-results/latest.md and results/latest.png.
+fixed message rate through the Pub/Sub emulator; each variant's cost per million predictions on a Dataflow
+worker (benchmarks/costs.py). One run writes results/<time>.json, results/latest.md and results/latest.png.
 
 Every variant runs in a fresh process on two input sizes, and its steady-state rate is the extra records over
 the extra seconds, so that start-up (imports, model loads, pipeline construction) cancels out for all alike.
