@@ -177,6 +177,22 @@ def test_a_routed_launch_is_refused_before_the_pipeline_when(run_main, route_roo
     assert run.stderr.strip().splitlines()[-1] == "main.py: error: " + message.format(input=path, root=route_root)
 
 
+def test_a_route_field_the_first_json_line_lacks_is_refused_at_launch(run_main, route_root, tmp_path):
+    # A misspelt field would otherwise send every record to the default route's model, with no error at all.
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"key": "a", "region": "x2", "x": 5}\n')
+    arguments = ("--pattern=keyed", f"--model_uris={route_root}", "--default_route=fallback", f"--input={source}")
+    run = run_main(*arguments, "--route_field=regoin")
+    assert run.returncode == 2, run.stdout
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"main.py: error: --route_field=regoin is not a field of the first record of {source} (fields: key, "
+        "region, x); name the field that holds each record's route"
+    )
+    run = run_main(*arguments, "--route_field=region")
+    assert run.returncode == 0, run.stderr
+    assert [row["predictions"][0]["model"] for row in run.rows()] == ["x2"]
+
+
 def test_routes_whose_models_take_different_inputs_are_refused_naming_the_route(
     run_main, route_root, float_input_model, tmp_path
 ):

@@ -135,8 +135,8 @@ SHOWN_ROUTES = 5
 
 def launch_routes(config: InferenceConfig, plan: InputPlan | None) -> tuple[RoutePlan, tuple[Signature, ...]]:
     """A routed job's routes, read and checked, and the one signature all their models share (as --model_uris')."""
-    if plan is not None and plan.format == "csv":
-        check_route_field(config, plan.header, plan.header_file)
+    if plan is not None:
+        check_route_field(config, plan)
     routes = plan_routes(config)
     reference = routes.routes[routes.reference]
     check_input_features(replace(config, models=(reference.spec,)), [reference.signature], plan)

@@ -9,7 +9,7 @@ the same inputs, dtypes and shapes. Outputs may differ (each row names its model
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -17,6 +17,7 @@ from transforms.config import InferenceConfig, ModelSpec, ParameterError
 from transforms.inference.model_versions import resolve_model
 from transforms.inference.route_table import read_route_table, table_routes
 from transforms.inference.signatures import NAMED_TENSORS, Signature, serving_signature
+from transforms.reading.sources import InputPlan
 
 # Routes resolved at once at launch: each waits mostly on Cloud Storage.
 LAUNCH_THREADS = 16
@@ -76,13 +77,20 @@ def route_model(route: str, uri: str, signature_name: str, input_features: Mappi
         raise ParameterError(f"route {route!r}: {error}") from None
 
 
-def check_route_field(config: InferenceConfig, header: Sequence[str], header_file: str) -> None:
-    """For CSV input, the route field is one of the header's columns (the key column, or another)."""
+def check_route_field(config: InferenceConfig, plan: InputPlan) -> None:
+    """The route field is one of the input's fields where the launcher has seen them: a column of the CSV header
+    (the key column, or another), or a field of the first JSON Lines record. Fields of Examples, tables and
+    messages are not read at launch."""
     field = config.routing.field
-    if header and field not in header:
+    if plan.header and field not in plan.header:
         raise ParameterError(
-            f"--route_field={field} is not a column of the CSV header of {header_file} (columns: "
-            f"{', '.join(header)}); name the column that holds each record's route"
+            f"--route_field={field} is not a column of the CSV header of {plan.header_file} (columns: "
+            f"{', '.join(plan.header)}); name the column that holds each record's route"
+        )
+    if plan.first_fields and field not in plan.first_fields:
+        raise ParameterError(
+            f"--route_field={field} is not a field of the first record of {plan.first_file} (fields: "
+            f"{', '.join(plan.first_fields)}); name the field that holds each record's route"
         )
 
 

@@ -44,7 +44,7 @@ class InputPlan:
 
     `names_format` says the format came from the file names, so a file named otherwise is not read as it.
     `first_fields` are the field names of the first JSON Lines record (of `first_file`), read only when
-    --row_input names fields, to check them.
+    --row_input names fields or --route_field names one, to check them.
     """
 
     pattern: str
@@ -118,7 +118,8 @@ def plan_input(config: InferenceConfig) -> InputPlan:
             )
         kind = kinds.pop()
     header, header_file = _first_csv_header(listed, config.key_field) if kind == "csv" else ((), "")
-    first_fields, first_file = _first_jsonl_fields(listed) if kind == "jsonl" and config.row_input.fields else ((), "")
+    named = config.row_input.fields or config.routing is not None
+    first_fields, first_file = _first_jsonl_fields(listed) if kind == "jsonl" and named else ((), "")
     return InputPlan(config.input, kind, header, header_file, config.input_format is None, first_fields, first_file)
 
 
