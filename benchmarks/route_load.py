@@ -6,8 +6,8 @@ Each of `routes` models (y = K x, tools/route_models.py) is loaded in turn in th
 worker loads a route's model, then answers one batch of 200 serialized Examples twice. Reported: the median
 milliseconds of each step, in the order `tf.compat.v1.saved_model.loader.load` takes them (the first batch
 included: a session prepares each new set of feeds and fetches at its first run), and the whole load as the
-pipeline does it (StagedModelHandler, which also builds tfx-bsl's handler). The first model is left out (it pays
-the process's one-time costs).
+pipeline does it (StagedModelHandler, which also builds tfx-bsl's handler), alone and sharing its graph's session
+with the routes loaded before it. The first model is left out (it pays the process's one-time costs).
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from tools.route_models import write_route_root
 from transforms.config import Batching, ModelSpec
 from transforms.inference.model_cache import SAVED_MODEL_PROTO
 from transforms.inference.predict import OutputArrays, StagedModelHandler
+from transforms.inference.shared_graphs import SharedGraphs, init_op_name
 from transforms.inference.signatures import SERVE_TAG, serving_signature
 
 BATCH = 200
-# The loader's own key of the init op's signature (tensorflow/python/saved_model/constants.py), not exported.
-INIT_OP_SIGNATURE_KEY = "__saved_model_init_op"
 
 
 def _examples() -> list[bytes]:
@@ -59,11 +58,6 @@ class _Clock:
         self._last = now
 
 
-def _init_op_name(meta_graph) -> str | None:
-    init = meta_graph.signature_def.get(INIT_OP_SIGNATURE_KEY)
-    return next(iter(init.outputs.values())).name if init is not None else None
-
-
 def load_in_steps(path: str, examples: list[bytes], clock: _Clock) -> None:
     """The TF1 loader's steps, each timed, with public names: what tfx-bsl's handler runs in one call."""
     clock.start()
@@ -81,7 +75,7 @@ def load_in_steps(path: str, examples: list[bytes], clock: _Clock) -> None:
         clock.lap("import_meta_graph")
         saver.restore(session, os.path.join(path, "variables", "variables"))
         clock.lap("restore variables (first run of the restore op)")
-    init = _init_op_name(meta_graph)
+    init = init_op_name(meta_graph)
     if init is not None:
         session.run(init)
     clock.lap("run the init op (a NoOp here: its first run)")
@@ -94,13 +88,19 @@ def load_in_steps(path: str, examples: list[bytes], clock: _Clock) -> None:
     clock.lap("second batch")
 
 
-def load_as_pipeline(path: str, name: str, signature, examples: list[bytes], clock: _Clock) -> None:
-    """The load as a routed job's worker does it: StagedModelHandler, then one batch through OutputArrays."""
+def load_as_pipeline(
+    path: str, name: str, signature, examples: list[bytes], clock: _Clock, graphs: SharedGraphs | None = None
+) -> object:
+    """The load as a routed job's worker does it: StagedModelHandler, then one batch through OutputArrays; with
+    `graphs`, sharing the session of the routes loaded before (the model is returned, to keep that session)."""
     clock.start()
-    serving = StagedModelHandler(ModelSpec(path, name), signature, Batching()).load_model()
+    serving = StagedModelHandler(ModelSpec(path, name), signature, Batching(), graphs=graphs).load_model()
     clock.lap("StagedModelHandler(...).load_model()")
-    OutputArrays(name)(serving.current(), examples)
+    outputs = OutputArrays(name)(serving.current(), examples)
     clock.lap("first batch")
+    if outputs.arrays["y"][7, 0] != 7 * float(name.removeprefix("x")):
+        raise AssertionError(f"route {name} answered {outputs.arrays['y'][7, 0]} for x = 7")
+    return serving
 
 
 def _report(title: str, clock: _Clock) -> None:
@@ -121,13 +121,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         paths = write_route_root(Path(folder), {f"x{k}": float(k) for k in range(1, args.routes + 1)})
         signature = serving_signature(str(paths["x1"]), "serving_default")
-        steps, pipeline = _Clock(), _Clock()
+        steps, pipeline, shared = _Clock(), _Clock(), _Clock()
+        graphs, held = SharedGraphs(), []
         for index, (name, path) in enumerate(paths.items()):
             load_in_steps(str(path), examples, steps if index else _Clock())
             load_as_pipeline(str(path), name, signature, examples, pipeline if index else _Clock())
+            held.append(load_as_pipeline(str(path), name, signature, examples, shared if index else _Clock(), graphs))
     print(f"{args.routes - 1} tiny route models, each loaded on its own (medians)")
     _report("The loader's steps:", steps)
     _report("As a routed job's worker loads a route:", pipeline)
+    _report("The same, the routes sharing one session on their graph (transforms/inference/shared_graphs.py):", shared)
 
 
 if __name__ == "__main__":

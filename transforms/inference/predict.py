@@ -25,6 +25,7 @@ from transforms.inference.prediction_logs import (
     with_version,
 )
 from transforms.inference.remote_predict import EndpointModelHandler
+from transforms.inference.shared_graphs import SharedGraphs
 from transforms.inference.signatures import EXAMPLES, NAMED_TENSORS, Signature
 
 INFERENCE_STAGE = "inference"
@@ -144,14 +145,24 @@ class StagedModelHandler(_DelegatingModelHandler):
 
     The model it returns is a ServingModel; with `refresh`, newer versions of the model's base are swapped into
     it as they appear (transforms/inference/model_refresh.py), each loaded by an engine of its own, built from
-    that version's own signature (its tensor names may differ from the launch version's).
+    that version's own signature (its tensor names may differ from the launch version's). With `graphs` (routed
+    models), a version whose graph another loaded model has shares that model's session
+    (transforms/inference/shared_graphs.py).
     """
 
-    def __init__(self, model: ModelSpec, signature: Signature, batching: Batching, refresh: Refresh | None = None):
+    def __init__(
+        self,
+        model: ModelSpec,
+        signature: Signature,
+        batching: Batching,
+        refresh: Refresh | None = None,
+        graphs: SharedGraphs | None = None,
+    ):
         self._model = model
         self._signature = signature
         self._batching = batching
         self._refresh = refresh
+        self._graphs = graphs
         # tfx-bsl reads the model's signatures (saved_model.pb) when its handler is built: only that file is
         # copied here, in the launcher; every worker stages the whole model into the same local path to load it.
         local_path = stage_saved_model_proto(model.uri)
@@ -163,7 +174,9 @@ class StagedModelHandler(_DelegatingModelHandler):
             handler = self._base
         else:
             handler = engine(local_path, self._refresh.signature_of(local_path), self._batching)
-        return LoadedModel(handler, handler.load_model(), model)
+        if self._graphs is None:
+            return LoadedModel(handler, handler.load_model(), model)
+        return LoadedModel(handler, self._graphs.load(local_path, handler.load_model), model)
 
     def load_model(self) -> ServingModel:
         return ServingModel(self._load(self._model), self._load, self._refresh)
