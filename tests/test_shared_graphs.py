@@ -6,6 +6,7 @@ import gc
 import os
 import shutil
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import tensorflow as tf
 from tools.route_models import SAVED_MODEL_PROTO, export_template, write_multiply_models, write_route_root
 from transforms.config import Batching, ModelSpec
 from transforms.inference import shared_graphs
+from transforms.inference.model_refresh import Refresh
 from transforms.inference.predict import OutputArrays, StagedModelHandler
 from transforms.inference.shared_graphs import RouteSession, SharedGraphs, unshared_reason
 from transforms.inference.signatures import read_saved_model, serving_signature
@@ -185,3 +187,26 @@ def test_a_model_whose_init_op_fills_tables_loads_in_full(tmp_path, assets):
     for path in [first, second]:
         assert graphs.load(str(path), lambda path=path: loads.append(path) or "a full load") == "a full load"
     assert loads == [first, second]
+
+
+def test_a_refreshed_version_of_the_same_graph_is_its_own_load_and_the_old_one_keeps_its_weights(tmp_path):
+    base = tmp_path / "tenant"
+    template = export_template(tmp_path / "template")
+    write_multiply_models(template, [(base / "1", 2.0)])
+    signature = serving_signature(str(base / "1"), "serving_default")
+    spec = ModelSpec(str(base / "1"), "tenant", version="1", base=str(base))
+    refresh = Refresh(1, signature, ("y",))
+    serving = StagedModelHandler(spec, signature, Batching(), refresh, SharedGraphs()).load_model()
+    taken = lambda: serving.served(lambda loaded, _: loaded, None)  # noqa: E731 -- (loaded, spec, counters)
+    old, _, counters = taken()
+    assert counters == [("RunInference.tenant", "version_1_loads")]
+    write_multiply_models(template, [(base / "2", 5.0)])
+    deadline = time.monotonic() + 30
+    while (new := taken())[0].version != "2" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    new, _, counters = new
+    assert counters == [("RunInference.tenant", "version_2_loads")], "the new version is a load of its own"
+    assert new.model.graph is old.model.graph, "the same graph: one session"
+    answer = lambda loaded: OutputArrays("tenant")(loaded, _examples(XS)).arrays["y"].ravel().tolist()  # noqa: E731
+    for loaded, factor in [(new, 5.0), (old, 2.0), (new, 5.0)]:
+        assert answer(loaded) == [factor * x for x in XS], "a batch that took the old version ends on its weights"
