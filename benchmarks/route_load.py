@@ -83,7 +83,7 @@ def load_in_steps(path: str, examples: list[bytes], clock: _Clock) -> None:
     feed = next(iter(signature.inputs.values())).name
     fetches = {alias: info.name for alias, info in signature.outputs.items()}
     session.run(fetches, {feed: examples})
-    clock.lap("first batch (prepares the feeds and fetches: Grappler, executor)")
+    clock.lap("first batch (prepares its feeds and fetches: function, executor)")
     session.run(fetches, {feed: examples})
     clock.lap("second batch")
 
