@@ -259,7 +259,7 @@ def inference_spec(model_path: str, signature_name: str, batching: Batching) -> 
     )
 
 
-class _Answered(beam.DoFn):
+class Answered(beam.DoFn):
     """A model's answer in, the batch with its outputs out; each record the model failed on, a dead letter."""
 
     def __init__(self, model_name: str):
@@ -279,7 +279,8 @@ class _Answered(beam.DoFn):
             yield batch.take(kept).answered(answer.outputs)
 
 
-def _batch_dead_letters(failed: tuple[ModelFeed, BaseException], model_name: str) -> Iterable[Any]:
+def batch_dead_letters(failed: tuple[ModelFeed, BaseException], model_name: str) -> Iterable[Any]:
+    """A dead letter naming the model for each record of a batch that failed as a whole (RunInference's failure)."""
     feed, error = failed
     for record in feed.batch.records:
         yield record_dead_letter(INFERENCE_STAGE, error, record, model_name)
@@ -332,11 +333,11 @@ class Predict(beam.PTransform):
         # RunInference's output is untyped, and Beam would pickle whole sampled batches to size them: typed, the
         # ModelAnswer coder sizes one from its lengths (transforms/inference/coders.py).
         answers.element_type = ModelAnswer
-        batches, failures = answers | "SplitFailures" >> beam.ParDo(_Answered(self._model.name)).with_outputs(
+        batches, failures = answers | "SplitFailures" >> beam.ParDo(Answered(self._model.name)).with_outputs(
             DEAD_LETTERS, main="batches"
         )
         batches.element_type = Batch
         batch_failures = failed.failed_inferences | "BatchFailures" >> beam.FlatMap(
-            _batch_dead_letters, self._model.name
+            batch_dead_letters, self._model.name
         )
         return batches, (failures, batch_failures) | "DeadLetters" >> beam.Flatten()
