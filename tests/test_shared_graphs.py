@@ -10,6 +10,7 @@ import time
 import weakref
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -19,7 +20,7 @@ from transforms.inference import shared_graphs
 from transforms.inference.model_refresh import Refresh
 from transforms.inference.predict import OutputArrays, StagedModelHandler
 from transforms.inference.shared_graphs import RouteSession, SharedGraphs, unshared_reason
-from transforms.inference.signatures import read_saved_model, serving_signature
+from transforms.inference.signatures import NAMED_TENSORS, read_saved_model, serving_signature
 
 XS = [float(x) for x in range(10)]
 
@@ -210,3 +211,37 @@ def test_a_refreshed_version_of_the_same_graph_is_its_own_load_and_the_old_one_k
     answer = lambda loaded: OutputArrays("tenant")(loaded, _examples(XS)).arrays["y"].ravel().tolist()  # noqa: E731
     for loaded, factor in [(new, 5.0), (old, 2.0), (new, 5.0)]:
         assert answer(loaded) == [factor * x for x in XS], "a batch that took the old version ends on its weights"
+
+
+class _NamedMultiply(tf.Module):
+    """y = k * x with x a named float tensor, not a serialized Example: the named-tensor engine's kind of model."""
+
+    def __init__(self):
+        super().__init__()
+        self.multiplier = tf.Variable(1.0, dtype=tf.float32, name="multiplier")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+    def serve(self, x):
+        return {"y": x * self.multiplier}
+
+
+def test_named_tensor_routes_of_one_graph_share_a_session_and_answer_with_their_own_variables(tmp_path):
+    module = _NamedMultiply()
+    tf.saved_model.save(module, str(tmp_path / "template"), signatures={"serving_default": module.serve})
+    paths = write_multiply_models(tmp_path / "template", [(tmp_path / f"n{k}" / "1", float(k)) for k in (3, 4)])
+    signature = serving_signature(str(paths[0]), "serving_default")
+    assert signature.kind == NAMED_TENSORS
+    graphs = SharedGraphs()
+    loaded = {
+        path.parent.name: StagedModelHandler(
+            ModelSpec(str(path), path.parent.name), signature, Batching(), None, graphs
+        )
+        .load_model()
+        .current()
+        for path in paths
+    }
+    assert loaded["n3"].model.graph is loaded["n4"].model.graph
+    inputs = [{"x": np.array([x], np.float32)} for x in XS]
+    for name in ["n4", "n3", "n4"]:
+        answer = OutputArrays(name)(loaded[name], inputs).arrays["y"].ravel().tolist()
+        assert answer == [float(name.removeprefix("n")) * x for x in XS], name
