@@ -131,7 +131,7 @@ def chained_input(signature: Signature, config: InferenceConfig, output: str) ->
     return ChainedInput(config.chain_feature, output, build)
 
 
-class _ModelInput(beam.DoFn):
+class ModelFeeds(beam.DoFn):
     """A batch in, the batch fed its model's inputs out (a ModelFeed), and a dead letter per record not fed.
 
     The batch's inputs are built at once; if one record's cannot be, each is built on its own, so that it costs
@@ -167,7 +167,7 @@ def encode(
     batches: beam.PCollection, label: str, stage: str, inputs: ModelInputs, model_name: str | None = None
 ) -> tuple:
     """Batches fed their model's inputs (ModelFeed), and dead letters for records whose input cannot be built."""
-    model_input = beam.ParDo(_ModelInput(stage, inputs, model_name)).with_output_types(ModelFeed)
+    model_input = beam.ParDo(ModelFeeds(stage, inputs, model_name)).with_output_types(ModelFeed)
     return batches | label >> model_input.with_outputs(DEAD_LETTERS, main="feeds")
 
 

@@ -25,6 +25,7 @@ from transforms.inference.prediction_logs import (
     with_version,
 )
 from transforms.inference.remote_predict import EndpointModelHandler
+from transforms.inference.shared_graphs import SharedGraphs
 from transforms.inference.signatures import EXAMPLES, NAMED_TENSORS, Signature
 
 INFERENCE_STAGE = "inference"
@@ -144,14 +145,24 @@ class StagedModelHandler(_DelegatingModelHandler):
 
     The model it returns is a ServingModel; with `refresh`, newer versions of the model's base are swapped into
     it as they appear (transforms/inference/model_refresh.py), each loaded by an engine of its own, built from
-    that version's own signature (its tensor names may differ from the launch version's).
+    that version's own signature (its tensor names may differ from the launch version's). With `graphs` (routed
+    models), a version whose graph another loaded model has shares that model's session
+    (transforms/inference/shared_graphs.py).
     """
 
-    def __init__(self, model: ModelSpec, signature: Signature, batching: Batching, refresh: Refresh | None = None):
+    def __init__(
+        self,
+        model: ModelSpec,
+        signature: Signature,
+        batching: Batching,
+        refresh: Refresh | None = None,
+        graphs: SharedGraphs | None = None,
+    ):
         self._model = model
         self._signature = signature
         self._batching = batching
         self._refresh = refresh
+        self._graphs = graphs
         # tfx-bsl reads the model's signatures (saved_model.pb) when its handler is built: only that file is
         # copied here, in the launcher; every worker stages the whole model into the same local path to load it.
         local_path = stage_saved_model_proto(model.uri)
@@ -163,7 +174,9 @@ class StagedModelHandler(_DelegatingModelHandler):
             handler = self._base
         else:
             handler = engine(local_path, self._refresh.signature_of(local_path), self._batching)
-        return LoadedModel(handler, handler.load_model(), model)
+        if self._graphs is None:
+            return LoadedModel(handler, handler.load_model(), model)
+        return LoadedModel(handler, self._graphs.load(local_path, handler.load_model), model)
 
     def load_model(self) -> ServingModel:
         return ServingModel(self._load(self._model), self._load, self._refresh)
@@ -246,7 +259,7 @@ def inference_spec(model_path: str, signature_name: str, batching: Batching) -> 
     )
 
 
-class _Answered(beam.DoFn):
+class Answered(beam.DoFn):
     """A model's answer in, the batch with its outputs out; each record the model failed on, a dead letter."""
 
     def __init__(self, model_name: str):
@@ -266,7 +279,8 @@ class _Answered(beam.DoFn):
             yield batch.take(kept).answered(answer.outputs)
 
 
-def _batch_dead_letters(failed: tuple[ModelFeed, BaseException], model_name: str) -> Iterable[Any]:
+def batch_dead_letters(failed: tuple[ModelFeed, BaseException], model_name: str) -> Iterable[Any]:
+    """A dead letter naming the model for each record of a batch that failed as a whole (RunInference's failure)."""
     feed, error = failed
     for record in feed.batch.records:
         yield record_dead_letter(INFERENCE_STAGE, error, record, model_name)
@@ -319,11 +333,11 @@ class Predict(beam.PTransform):
         # RunInference's output is untyped, and Beam would pickle whole sampled batches to size them: typed, the
         # ModelAnswer coder sizes one from its lengths (transforms/inference/coders.py).
         answers.element_type = ModelAnswer
-        batches, failures = answers | "SplitFailures" >> beam.ParDo(_Answered(self._model.name)).with_outputs(
+        batches, failures = answers | "SplitFailures" >> beam.ParDo(Answered(self._model.name)).with_outputs(
             DEAD_LETTERS, main="batches"
         )
         batches.element_type = Batch
         batch_failures = failed.failed_inferences | "BatchFailures" >> beam.FlatMap(
-            _batch_dead_letters, self._model.name
+            batch_dead_letters, self._model.name
         )
         return batches, (failures, batch_failures) | "DeadLetters" >> beam.Flatten()

@@ -25,8 +25,8 @@ from apache_beam.ml.inference.base import RunInference
 from transforms.config import InferenceConfig
 from transforms.dead_letters import record_dead_letter
 from transforms.inference.batches import Batch
-from transforms.inference.patterns import ENCODE_STAGE, ModelInputs, _ModelInput, first_input
-from transforms.inference.predict import DEAD_LETTERS, _Answered, _batch_dead_letters
+from transforms.inference.patterns import ENCODE_STAGE, ModelFeeds, ModelInputs, first_input
+from transforms.inference.predict import DEAD_LETTERS, Answered, batch_dead_letters
 from transforms.inference.route_refresh import SharedRoutes
 from transforms.inference.route_table import route_text
 from transforms.inference.routed_batches import RoutedAnswer, RoutedFeed
@@ -131,7 +131,7 @@ def _one_batch(element: tuple[str, list[Record]]) -> tuple[str, Batch]:
 class _RoutedInput(beam.DoFn):
     """A route's batch in, fed its model's inputs (RoutedFeed) out, and an `encode` dead letter per record not fed.
 
-    The same step as an unrouted pattern's encoding (patterns._ModelInput), with the route kept beside the batch.
+    The same step as an unrouted pattern's encoding (patterns.ModelFeeds), with the route kept beside the batch.
     """
 
     def __init__(self, inputs: ModelInputs):
@@ -139,7 +139,7 @@ class _RoutedInput(beam.DoFn):
 
     def process(self, element: tuple[str, Batch]):
         route, batch = element
-        for out in _ModelInput(ENCODE_STAGE, self._inputs, route).process(batch):
+        for out in ModelFeeds(ENCODE_STAGE, self._inputs, route).process(batch):
             yield out if isinstance(out, beam.pvalue.TaggedOutput) else RoutedFeed(route, out)
 
 
@@ -147,12 +147,12 @@ class _RoutedAnswered(beam.DoFn):
     """A route's answer in, the batch with its outputs out; a dead letter naming the route's model per failure."""
 
     def process(self, routed: RoutedAnswer):
-        yield from _Answered(routed.route).process(routed.answer)
+        yield from Answered(routed.route).process(routed.answer)
 
 
 def _failed_batch(failed: tuple[RoutedFeed, BaseException]):
     routed, error = failed
-    return _batch_dead_letters((routed.feed, error), routed.route)
+    return batch_dead_letters((routed.feed, error), routed.route)
 
 
 class RoutedPredictions(beam.PTransform):

@@ -42,6 +42,7 @@ from transforms.inference.prediction_logs import with_model_name
 from transforms.inference.route_refresh import SharedRoutes
 from transforms.inference.routed_batches import RoutedAnswer, RoutedFeed, RoutedFeedCoder
 from transforms.inference.routes import RouteModel
+from transforms.inference.shared_graphs import SharedGraphs
 from transforms.inference.signatures import CLASSIFY, REGRESS, Signature
 
 ROUTED_MODEL_LOADS = "routed_model_loads"
@@ -125,7 +126,9 @@ class RoutedModelHandler(ModelHandler):
 
     The model RunInference loads is the process's RoutedModels; a route's own model is loaded at its first batch.
     Its model is named after its route, as are its rows, counters and dead letters. `refresh_seconds` (streaming)
-    makes each route's model look for newer versions of its base on its own.
+    makes each route's model look for newer versions of its base on its own. Route models that are one graph share
+    one session on it, each restoring its own variables (transforms/inference/shared_graphs.py); each still counts
+    as a load, and is evicted, on its own.
     """
 
     def __init__(
@@ -152,13 +155,15 @@ class RoutedModelHandler(ModelHandler):
     def should_skip_batching(self) -> bool:
         return True
 
-    def _load_route(self, routes: Mapping[str, RouteModel], route: str) -> tuple[ServingModel, Any]:
+    def _load_route(
+        self, routes: Mapping[str, RouteModel], graphs: SharedGraphs, route: str
+    ) -> tuple[ServingModel, Any]:
         model = routes[route]
         spec, signature = model.spec, model.signature
         refresh = None
         if self._refresh_seconds and spec.base:
             refresh = Refresh(self._refresh_seconds, signature, signature.output_aliases, self._input_features)
-        serving = StagedModelHandler(spec, signature, self._batching, refresh).load_model()
+        serving = StagedModelHandler(spec, signature, self._batching, refresh, graphs).load_model()
         answer = NamedPredictionLogs(route, signature) if self._prediction_logs else OutputArrays(route)
         return serving, answer
 
@@ -166,7 +171,7 @@ class RoutedModelHandler(ModelHandler):
         """The process's cache of route models; a route's model as the launch resolved it, or, under a stream that
         refreshes, as the worker's route table has it now (a route added since the launch included)."""
         routes = self._live.acquire() if self._live is not None else self._routes
-        return RoutedModels(self._capacity, partial(self._load_route, routes))
+        return RoutedModels(self._capacity, partial(self._load_route, routes, SharedGraphs()))
 
     def share_model_across_processes(self) -> bool:
         return self._model_copies is not None
