@@ -38,6 +38,14 @@ X5, X10, SPLIT, TWO, STRICT = (f"{PROJECT}/{name}" for name in ("5", "10", "spli
 # --- pure pieces -------------------------------------------------------------------------------------------------
 
 
+def test_a_job_without_endpoints_never_imports_the_vertex_ai_client():
+    # google-cloud-aiplatform's clients cost every process 77 MB and a second of imports: only endpoints pay them.
+    probe = "import sys, main, transforms.pipeline; print(sorted(m for m in sys.modules if 'aiplatform' in m))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize(
     "instances",
     [

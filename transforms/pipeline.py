@@ -18,14 +18,13 @@ from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from transforms.config import InferenceConfig, ModelSpec, ParameterError, config_from_args, endpoint_resource
 from transforms.counters import predictions_written
-from transforms.inference.endpoints import deployed_models
 from transforms.inference.model_versions import resolution_line, resolve_model
 from transforms.inference.patterns import pattern_transform
-from transforms.inference.remote_predict import PREDICTION
 from transforms.inference.routed import routed_transform
 from transforms.inference.routes import RoutePlan, check_route_field, plan_routes
 from transforms.inference.signatures import (
     NAMED_TENSORS,
+    PREDICTION,
     REMOTE,
     Signature,
     endpoint_signature,
@@ -50,6 +49,8 @@ def model_signature(model: ModelSpec, config: InferenceConfig) -> Signature:
     """A SavedModel's serving signature, checked; a Vertex AI endpoint's once it is known to serve (its models)."""
     if not model.remote:
         return serving_signature(model.uri, config.signature_name, config.input_features)
+    from transforms.inference.endpoints import deployed_models  # google-cloud-aiplatform, for endpoints only
+
     served = deployed_models(model.uri, config.remote.api_endpoint, config.remote.timeout_seconds)
     shown = ", ".join(f"{deployed.id} ({deployed.display_name})" for deployed in served)
     print(f"model {model.name}: Vertex AI endpoint {endpoint_resource(model.uri)}, serving {shown}", flush=True)

@@ -24,7 +24,6 @@ from transforms.inference.prediction_logs import (
     serialized_tensor_prediction_logs,
     with_version,
 )
-from transforms.inference.remote_predict import EndpointModelHandler
 from transforms.inference.shared_graphs import SharedGraphs
 from transforms.inference.signatures import EXAMPLES, NAMED_TENSORS, Signature
 
@@ -313,6 +312,9 @@ class Predict(beam.PTransform):
         super().__init__()
         self._model = model
         if model.remote:
+            # Imported here: google-cloud-aiplatform's clients cost every other job its import time and memory.
+            from transforms.inference.remote_predict import EndpointModelHandler
+
             self._handler = EndpointModelHandler(model, remote, prediction_logs)
             return
         refresh = None

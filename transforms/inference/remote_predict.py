@@ -40,11 +40,9 @@ from transforms.inference.endpoints import api_endpoint, prediction_client, serv
 from transforms.inference.instances import Instance, instance_bytes, request_bytes
 from transforms.inference.model_refresh import SERVED, count_model_event, model_metrics_namespace
 from transforms.inference.prediction_logs import serialized_tensor_prediction_logs
+from transforms.inference.signatures import PREDICTION
 from transforms.records.coders import sampled_size
 
-# The output alias of an endpoint whose predictions are plain values, as Vertex AI batch prediction names them;
-# an endpoint answering JSON objects (a model of several named outputs) has an alias per key.
-PREDICTION = "prediction"
 # Responses worth asking again: quota (429), an overloaded or restarting server (502, 503), a deadline (504).
 _RETRIED = (exceptions.TooManyRequests, exceptions.BadGateway, exceptions.ServiceUnavailable, exceptions.GatewayTimeout)
 # A request that fails on its content may fail on one instance: its halves are tried.

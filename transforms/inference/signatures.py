@@ -95,6 +95,11 @@ class Signature:
         return tuple(output.alias for output in self.outputs)
 
 
+# The output alias of an endpoint whose predictions are plain values, as Vertex AI batch prediction names them;
+# an endpoint answering JSON objects (a model of several named outputs) has an alias per key.
+PREDICTION = "prediction"
+
+
 def endpoint_signature(resource: str) -> Signature:
     """A Vertex AI endpoint's signature: JSON instances in; its outputs are only known from its answers."""
     return Signature(resource, VERTEX_PREDICT_METHOD, (), ())
