@@ -48,11 +48,12 @@ def markdown(results: dict) -> str:
         f"GB-hour, ${prices.PD_PER_GB_HR} a disk GB-hour ({PRICES_SOURCE}; see benchmarks/README.md). A floor: the "
         "worker is taken as busy on both vCPUs for every second billed.",
         "",
-        "| variant | records per CPU-s | CPU-s per 1M | $ per 1M predictions |",
-        "| --- | ---: | ---: | ---: |",
+        "| variant | records per CPU-s | CPU-s per 1M | $ per 1M predictions | $ per 1B predictions |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name, result in results.items():
         rate = result["steady_cpu_rate"]["median"]
         if rate and "before issue 15" not in name:
-            lines.append(f"| {name} | {rate:,.0f} | {1_000_000 / rate:,.0f} | {per_million(rate):.4f} |")
+            cost = per_million(rate)
+            lines.append(f"| {name} | {rate:,.0f} | {1_000_000 / rate:,.1f} | {cost:.5f} | {1000 * cost:,.2f} |")
     return "\n".join(lines)
