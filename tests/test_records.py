@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+from collections.abc import Mapping
 from decimal import Decimal
 
 import pytest
@@ -181,7 +182,7 @@ def _assert_parsed_as_alone(raws: list[bytes]) -> None:
             assert isinstance(batched, RecordError) and str(batched) == str(alone)
         else:
             assert (batched.key, batched.features) == (alone.key, alone.features)
-            assert type(batched.features) is dict and all(
+            assert isinstance(batched.features, Mapping) and all(
                 type(batched.features[name]) is type(value) for name, value in alone.features.items()
             ), "a float stays a float, an int an int, text text and bytes bytes"
             assert decode_example(batched.model_input) == decode_example(alone.model_input)

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from transforms.parameters import BIGQUERY_IDENTIFIERS, FEATURE_TYPES
 from transforms.progress import ProgressCounts
@@ -76,10 +77,14 @@ class RowInput:
     mode: str = "all"
     fields: tuple[str, ...] = ()
 
-    def of(self, features: dict) -> dict:
-        """The features a row carries: all of them, none, or those named in or out, in the record's order."""
+    def of(self, features: Mapping[str, Any]) -> dict:
+        """The features a row carries: all of them, none, or those named in or out, in the record's order.
+
+        `none` reads nothing: features parsed a batch at a time are made Python values only when read
+        (transforms/records/batch_features.py); `all` hands a dict on as it is, and such lazy features as a dict.
+        """
         if self.mode == "all":
-            return features
+            return features if type(features) is dict else dict(features)
         if self.mode == "none":
             return {}
         keep = self.mode == "include"

@@ -7,7 +7,7 @@ import functools
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from tensorflow.core.example import example_pb2
 
 from transforms.config import FeatureTypes
+from transforms.records.batch_features import BatchFeatures
 from transforms.records.examples import (
     DECODER,
     ENCODER,
@@ -42,7 +43,7 @@ class Record(NamedTuple):
 
     id: str
     key: str | None
-    features: dict[str, FeatureValue]
+    features: Mapping[str, FeatureValue]
     raw: bytes
     source: str
     model_input: bytes | None = None
@@ -52,7 +53,7 @@ class Parsed(NamedTuple):
     """What parsing a record yields: its key, its features, and a ready model input when there is one."""
 
     key: str | None
-    features: dict[str, FeatureValue]
+    features: Mapping[str, FeatureValue]
     model_input: bytes | None = None
 
 
@@ -284,8 +285,7 @@ def _parsed_columns(batch: pa.RecordBatch, raws: Sequence[bytes], key_field: str
     if key_field in batch.schema.names:
         keys = _keys(batch.column(key_field).flatten(), key_field)
         model_inputs = ENCODER.encode(batch.drop_columns([key_field]))
-    values = [_column_values(column) for column in columns]
-    features = [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+    features = BatchFeatures(names, columns, _column_values).records(len(raws))
     return [
         key if isinstance(key, RecordError) else Parsed(key, record_features, model_input)
         for key, record_features, model_input in zip(keys, features, model_inputs, strict=True)
@@ -393,11 +393,15 @@ def _parsed_objects(objects: list[dict], key_field: str, types: FeatureTypes) ->
         keys.append(None if key is None or key == "" else str(key))
     columns = [_typed_column(name, [fields[name] for fields in objects], types.of(name)) for name in names]
     model_inputs = encode_columns({name: example_column(column) for name, column in zip(names, columns, strict=True)})
-    values = [column.tolist() if isinstance(column, np.ndarray) else column for column in columns]
+    features = BatchFeatures(names, columns, _python_values).records(len(objects))
     return [
-        Parsed(key, dict(zip(names, row, strict=True)), model_input)
-        for key, row, model_input in zip(keys, zip(*values, strict=True), model_inputs, strict=True)
+        Parsed(key, record_features, model_input)
+        for key, record_features, model_input in zip(keys, features, model_inputs, strict=True)
     ]
+
+
+def _python_values(column: np.ndarray | list[str]) -> list:
+    return column.tolist() if isinstance(column, np.ndarray) else column
 
 
 def _parsed_or_halved(
