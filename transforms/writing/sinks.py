@@ -112,20 +112,20 @@ class _EncodeAndCount(beam.DoFn):
     """A batch of results or dead letters in, the batch of their Encoded records out, each one counted.
 
     `elements` takes a batch apart into what `encode` encodes: a record each. One that cannot be encoded goes out
-    as a dead letter, uncounted; its batch-mates are written.
+    as a dead letter, uncounted; its batch-mates are written. `counts` counts the encoded ones a batch at a time.
     """
 
     def __init__(
         self,
         elements: Callable[[Any], list],
         encode: Callable[[Any], Encoded],
-        counter_names: Callable[[Any], tuple[str, ...]],
+        counts: Callable[[list], Counter],
         unencodable: Callable[[Any, Exception], DeadLetter],
         progress: ProgressCounts | None,
     ):
         self._elements = elements
         self._encode = encode
-        self._counter_names = counter_names
+        self._count = counts
         self._unencodable = unencodable
         self._progress = progress
         self._counts = {}
@@ -139,7 +139,7 @@ class _EncodeAndCount(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._unencodable(element, error))
                 continue
             counted.append(element)
-        for name, count in Counter(name for element in counted for name in self._counter_names(element)).items():
+        for name, count in (self._count(counted) if counted else {}).items():
             if name not in self._counts:
                 self._counts[name] = counters.Count(name, self._progress)
             self._counts[name].inc(count)
@@ -149,21 +149,30 @@ class _EncodeAndCount(beam.DoFn):
 
 # The model table of a run's summary counts these too, so that it agrees with the rows, as they name their model
 # and version; the runner's own metrics can lag behind what was written (a local streaming run's do).
-def _rows_written(element: tuple[Record, list[dict], str | None]) -> tuple[str, ...]:
-    """A row written, and each model's prediction in it, by the version that made it."""
-    _, predictions, _ = element
-    versions = (counters.predictions_written_counter_name(p["model"], p["version"]) for p in predictions)
-    return counters.ROWS_WRITTEN, *versions
+def _by_version(written: Counter, total: int) -> Counter:
+    """`total` rows written, and of them each (model, version)'s predictions as their counter names them."""
+    counts = Counter({counters.ROWS_WRITTEN: total})
+    for (model, version), count in written.items():
+        counts[counters.predictions_written_counter_name(model, version)] += count
+    return counts
 
 
-def _logs_written(element: tuple[Record, bytes, str | None, str]) -> tuple[str, ...]:
-    """A PredictionLog written, and in it a prediction of the model that made it, by its version."""
-    _, _, version, model = element
-    return counters.ROWS_WRITTEN, counters.predictions_written_counter_name(model, version)
+def _rows_written(elements: list[tuple[Record, list[dict], str | None]]) -> Counter:
+    """Rows written, and each model's predictions in them, by the version that made them."""
+    return _by_version(
+        Counter((p["model"], p["version"]) for _, predictions, _ in elements for p in predictions), len(elements)
+    )
 
 
-def _dead_letter_counters(letter: DeadLetter) -> tuple[str, ...]:
-    return counters.DEAD_LETTERS, counters.dead_letter_counter_name(letter.stage)
+def _logs_written(elements: list[tuple[Record, bytes, str | None, str]]) -> Counter:
+    """PredictionLogs written, each a prediction of the model that made it, by its version."""
+    return _by_version(Counter((model, version) for _, _, version, model in elements), len(elements))
+
+
+def _dead_letters_written(letters: list[DeadLetter]) -> Counter:
+    """Dead letters written, and of them each stage's."""
+    stages = Counter(counters.dead_letter_counter_name(letter.stage) for letter in letters)
+    return Counter({counters.DEAD_LETTERS: len(letters)}) + stages
 
 
 def _payloads(batch: list[Encoded]) -> list[bytes]:
@@ -283,7 +292,7 @@ def write_dead_letters(config: InferenceConfig) -> beam.PTransform:
     return _EncodeCountWrite(
         list,
         EncodeDeadLetter(config.pattern),
-        _dead_letter_counters,
+        _dead_letters_written,
         unencodable_dead_letter,
         _sinks(config.dead_letter, ".jsonl", config.dead_letter_topic, table),
         config.live_counts,
@@ -301,14 +310,14 @@ class _EncodeCountWrite(beam.PTransform):
         self,
         elements,
         encode,
-        counter_names,
+        counts,
         unencodable,
         sinks: list[beam.PTransform],
         progress: ProgressCounts | None,
         one_each: bool = False,
     ):
         super().__init__()
-        self._encode = _EncodeAndCount(elements, encode, counter_names, unencodable, progress)
+        self._encode = _EncodeAndCount(elements, encode, counts, unencodable, progress)
         self._sinks = sinks
         self._one_each = one_each
 
