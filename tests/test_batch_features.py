@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
+from tensorflow.core.example import example_pb2
 
 from transforms.config import FeatureTypes, RowInput
 from transforms.records import parsing
@@ -56,16 +58,15 @@ def test_pickled_features_are_the_plain_dict_without_their_batch():
 
 
 @pytest.fixture
-def counted_columns(monkeypatch):
-    """Counts the conversions of Example columns to Python values (parsing._column_values)."""
+def conversions(monkeypatch):
+    """The names of the parser's column conversions as they run: to Python values, or to the values a row echoes."""
     calls = []
-    original = parsing._column_values
 
-    def counting(column):
-        calls.append(column)
-        return original(column)
+    def counted(name, original):
+        return lambda column: calls.append(name) or original(column)
 
-    monkeypatch.setattr(parsing, "_column_values", counting)
+    for name in ("_column_values", "_column_row_values", "_python_values", "_row_values"):
+        monkeypatch.setattr(parsing, name, counted(name, getattr(parsing, name)))
     return calls
 
 
@@ -77,26 +78,29 @@ def record_of(parsed) -> Record:
     return Record("id", parsed.key, parsed.features, b"", "source", parsed.model_input)
 
 
-def test_key_only_rows_from_examples_never_convert_the_features(counted_columns):
-    raws = [encode_example({"key": f"k{i}", "x": [float(i)] * 256}) for i in range(4)]
+def test_key_only_rows_from_examples_never_convert_the_features(conversions):
+    raws = [encode_example({"key": f"k{i}", "x": [0.1 * i] * 256, "n": i}) for i in range(4)]
     parsed = parse_tfrecords(raws, "key")
-    assert [p.model_input for p in parsed] == [encode_example({"x": [float(i)] * 256}) for i in range(4)]
+    fed = [example_pb2.Example.FromString(p.model_input) for p in parsed]
+    assert fed == [example_pb2.Example.FromString(encode_example({"x": [0.1 * i] * 256, "n": i})) for i in range(4)]
     assert _rows(parsed, RowInput("none"))[0] == b'{"key":"k0","input":{},"predictions":' + (
         b'[{"model":"m","version":null,"outputs":{"y":[0.5]}}]}'
     )
-    assert counted_columns == []
+    assert conversions == []
     echoed = _rows(parsed, RowInput("all"))
-    assert len(counted_columns) == 1  # the batch's one feature column, once
-    assert echoed[3].startswith(b'{"key":"k3","input":{"x":[3.0,3.0,')
+    assert conversions == ["_column_row_values"] * 2  # each of the batch's feature columns, once
+    # An Example holds float32: the row echoes each in its shortest text, as outputs are written.
+    assert echoed[1].startswith(b'{"key":"k1","input":{"n":1,"x":[0.1,0.1,')
+    assert dict(parsed[1].features)["x"][0] == float(np.float32(0.1)), "readers get the float32's exact value"
+    assert conversions[2:] == ["_column_values"] * 2
 
 
-def test_key_only_rows_from_json_lines_never_convert_the_features(monkeypatch):
-    calls = []
-    original = parsing._python_values
-    monkeypatch.setattr(parsing, "_python_values", lambda column: calls.append(1) or original(column))
-    lines = [b'{"key": "a", "x": [1, 2], "s": "t"}', b'{"key": "b", "x": [3.5, 4], "s": "u"}']
+def test_key_only_rows_from_json_lines_never_convert_the_features(conversions):
+    lines = [b'{"key": "a", "x": [1, 2.5e-7], "s": "t"}', b'{"key": "b", "x": [3.5, 4], "s": "u"}']
     parsed = parse_jsonl_batch(lines, "key", FeatureTypes("float", {"s": "bytes"}))
     _rows(parsed, RowInput("none"))
-    assert calls == []
-    assert [dict(p.features) for p in parsed] == [{"x": [1.0, 2.0], "s": "t"}, {"x": [3.5, 4.0], "s": "u"}]
-    assert len(calls) == 2
+    assert conversions == []
+    assert _rows(parsed, RowInput.parse("include:x"))[0].startswith(b'{"key":"a","input":{"x":[1.0,2.5e-7]},')
+    assert conversions == ["_row_values"] * 2
+    assert [dict(p.features) for p in parsed] == [{"x": [1.0, 2.5e-7], "s": "t"}, {"x": [3.5, 4.0], "s": "u"}]
+    assert conversions[2:] == ["_python_values"] * 2

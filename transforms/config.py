@@ -11,6 +11,7 @@ from typing import Any
 
 from transforms.parameters import BIGQUERY_IDENTIFIERS, FEATURE_TYPES
 from transforms.progress import ProgressCounts
+from transforms.records.batch_features import row_features
 
 SINGLE_MODEL_PATTERNS = ("predict", "postprocess", "keyed")
 VERTEX_SCHEME = "vertex://"
@@ -81,12 +82,14 @@ class RowInput:
         """The features a row carries: all of them, none, or those named in or out, in the record's order.
 
         `none` reads nothing: features parsed a batch at a time are made Python values only when read
-        (transforms/records/batch_features.py); `all` hands a dict on as it is, and such lazy features as a dict.
+        (transforms/records/batch_features.py), and a row reads them in their columns' dtypes; `all` hands a
+        dict on as it is.
         """
-        if self.mode == "all":
-            return features if type(features) is dict else dict(features)
         if self.mode == "none":
             return {}
+        features = row_features(features)
+        if self.mode == "all":
+            return features
         keep = self.mode == "include"
         return {name: value for name, value in features.items() if (name in self.fields) == keep}
 

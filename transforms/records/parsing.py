@@ -238,21 +238,43 @@ def _texts_if_utf8(values: pa.Array) -> list:
         return [text_if_utf8(v) for v in values.to_pylist()]
 
 
+def _shape(column: pa.Array) -> tuple[int | None, pa.Array]:
+    """The number of values every record of a feature column has (None when they differ), and its values flat."""
+    lengths = pc.list_value_length(column)
+    shortest, longest = pc.min(lengths).as_py(), pc.max(lengths).as_py()
+    return (shortest if shortest == longest else None), column.flatten()
+
+
+def _numbers(length: int | None, flat: pa.Array, records: int) -> np.ndarray | None:
+    """A numeric column of `length` values a record as an array, a row per record (flat for one value each); None
+    for text, an empty or a ragged column."""
+    if not length or pa.types.is_large_binary(flat.type):
+        return None
+    return flat.to_numpy() if length == 1 else flat.to_numpy().reshape(records, length)
+
+
 def _column_values(column: pa.Array) -> list[FeatureValue]:
     """Each record's value of one feature column: a scalar where it has one value, else a list.
 
-    A column whose every record has one value (the usual case) is flattened and converted at once, with no
-    list per record; only a multi-valued column pays a list per record.
+    A numeric column of one length (the usual case: one value, or a vector) is converted at once by NumPy, twice
+    as fast as Arrow; a text column of one value each is checked for UTF-8 at once; only a ragged one pays a
+    list per record.
     """
-    lengths = pc.list_value_length(column)
-    shortest, longest = pc.min(lengths).as_py(), pc.max(lengths).as_py()
-    flat = column.flatten()
-    if shortest == longest == 1:
-        return _texts_if_utf8(flat) if pa.types.is_large_binary(flat.type) else flat.to_pylist()
-    if shortest == longest and shortest > 1 and not pa.types.is_large_binary(flat.type):
-        # A numeric column of one length (a vector feature): NumPy makes the lists, twice as fast as Arrow.
-        return flat.to_numpy().reshape(len(column), shortest).tolist()
+    length, flat = _shape(column)
+    numbers = _numbers(length, flat, len(column))
+    if numbers is not None:
+        return numbers.tolist()
+    if length == 1:
+        return _texts_if_utf8(flat)
     return [_feature_value(values) for values in column.to_pylist()]
+
+
+def _column_row_values(column: pa.Array) -> list:
+    """Each record's value of one feature column as its row echoes it: numbers as NumPy values of the Example's
+    own dtype (a float32 written in its shortest text, as outputs are), anything else as `_column_values` has it."""
+    length, flat = _shape(column)
+    numbers = _numbers(length, flat, len(column))
+    return list(numbers) if numbers is not None else _column_values(column)
 
 
 def _parsed_columns(batch: pa.RecordBatch, raws: Sequence[bytes], key_field: str) -> list[Parsed | RecordError | None]:
@@ -285,7 +307,7 @@ def _parsed_columns(batch: pa.RecordBatch, raws: Sequence[bytes], key_field: str
     if key_field in batch.schema.names:
         keys = _keys(batch.column(key_field).flatten(), key_field)
         model_inputs = ENCODER.encode(batch.drop_columns([key_field]))
-    features = BatchFeatures(names, columns, _column_values).records(len(raws))
+    features = BatchFeatures(names, columns, _column_values, _column_row_values).records(len(raws))
     return [
         key if isinstance(key, RecordError) else Parsed(key, record_features, model_input)
         for key, record_features, model_input in zip(keys, features, model_inputs, strict=True)
@@ -393,7 +415,7 @@ def _parsed_objects(objects: list[dict], key_field: str, types: FeatureTypes) ->
         keys.append(None if key is None or key == "" else str(key))
     columns = [_typed_column(name, [fields[name] for fields in objects], types.of(name)) for name in names]
     model_inputs = encode_columns({name: example_column(column) for name, column in zip(names, columns, strict=True)})
-    features = BatchFeatures(names, columns, _python_values).records(len(objects))
+    features = BatchFeatures(names, columns, _python_values, _row_values).records(len(objects))
     return [
         Parsed(key, record_features, model_input)
         for key, record_features, model_input in zip(keys, features, model_inputs, strict=True)
@@ -402,6 +424,11 @@ def _parsed_objects(objects: list[dict], key_field: str, types: FeatureTypes) ->
 
 def _python_values(column: np.ndarray | list[str]) -> list:
     return column.tolist() if isinstance(column, np.ndarray) else column
+
+
+def _row_values(column: np.ndarray | list[str]) -> list:
+    """Each record's value as its row echoes it: a number column's NumPy rows, written as the numbers read."""
+    return list(column) if isinstance(column, np.ndarray) else column
 
 
 def _parsed_or_halved(
