@@ -92,7 +92,7 @@ def ranged_read(tmp_path: Path, pattern: str, range_bytes: int, *options: str) -
     records, dead_letters = pipeline | ReadRecords(plan_input(config), config, range_bytes)
     _ = (
         records
-        | "Records" >> beam.FlatMap(lambda batch: [json.dumps([record.key, record.features]) for record in batch])
+        | "Records" >> beam.FlatMap(lambda batch: [json.dumps([record.key, dict(record.features)]) for record in batch])
         | "WriteRecords" >> beam.io.WriteToText(str(out / "records"))
     )
     _ = (
