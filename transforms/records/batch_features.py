@@ -56,7 +56,9 @@ class BatchFeatures:
 class RecordFeatures(Mapping):
     """One record's features, read from its batch's columns the first time anything looks at them.
 
-    It reads as a dict does. Pickled (where a runner encodes a Record) it becomes the plain dict, without its batch.
+    It reads as a dict does. Pickled (where a runner encodes a Record) it becomes a dict, KeptFeatures, without its
+    batch, that still echoes in its columns' dtypes: a row's bytes do not depend on whether the record crossed a
+    shuffle (a routed job's do).
     """
 
     __slots__ = ("_batch", "_features", "_position")
@@ -84,13 +86,28 @@ class RecordFeatures(Mapping):
         return repr(self._values())
 
     def __reduce__(self):
-        return dict, (self._values(),)
+        return KeptFeatures, (self._values(), self.for_row())
 
     def for_row(self) -> dict[str, Any]:
         """The features as a row echoes them: numbers as NumPy values of the column's dtype, for orjson to write."""
         return self._batch.for_row(self._position)
 
 
+class KeptFeatures(dict):
+    """A record's features as a pickled RecordFeatures comes back: the dict of Python values, and beside it the
+    values its row echoes."""
+
+    def __init__(self, values: Mapping[str, Any], row: Mapping[str, Any]):
+        super().__init__(values)
+        self._row = row
+
+    def __reduce__(self):
+        return KeptFeatures, (dict(self), self._row)
+
+    def for_row(self) -> Mapping[str, Any]:
+        return self._row
+
+
 def row_features(features: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A record's features as its row echoes them: lazy ones in their columns' dtypes, a dict as it is."""
-    return features.for_row() if isinstance(features, RecordFeatures) else features
+    """A record's features as its row echoes them: parsed ones in their columns' dtypes, any other dict as it is."""
+    return features.for_row() if isinstance(features, (RecordFeatures, KeptFeatures)) else features
