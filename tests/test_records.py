@@ -287,6 +287,16 @@ def _assert_jsonl_parsed_as_alone(raws: list[bytes], types: FeatureTypes = MIXED
     return parsed
 
 
+def test_a_json_bool_among_numbers_of_its_batch_is_that_records_dead_letter_never_a_one():
+    """NumPy would make [1.5, true] the numbers [1.5, 1.0]: a line holding a JSON bool is parsed alone."""
+    scalars = [b'{"key": "a", "x": 1.5}', b'{"key": "b", "x": true}', b'{"key": "c", "x": 2.5}']
+    lists = [b'{"key": "a", "x": [1.5, false]}', b'{"key": "b", "x": [1.0, 2.0]}']
+    for raws, bad in ((scalars, 1), (lists, 0)):
+        parsed = _assert_jsonl_parsed_as_alone(raws)
+        assert isinstance(parsed[bad], RecordError) and "should be a number" in str(parsed[bad]), raws[bad]
+        assert all(isinstance(p, Parsed) for i, p in enumerate(parsed) if i != bad)
+
+
 def test_a_batch_of_json_lines_is_parsed_a_feature_at_a_time_exactly_as_each_line_alone():
     good = [
         b'{"key": "k%d", "x": %d.5, "v": [0.1, -2, 1e-30], "count": 3, "name": "a", "grid": [[1, 2], [3, 4]]}'
