@@ -253,6 +253,16 @@ def _numbers(length: int | None, flat: pa.Array, records: int) -> np.ndarray | N
     return flat.to_numpy() if length == 1 else flat.to_numpy().reshape(records, length)
 
 
+def _converted(column: pa.Array, for_rows: bool) -> list:
+    length, flat = _shape(column)
+    numbers = _numbers(length, flat, len(column))
+    if numbers is not None:
+        return list(numbers) if for_rows else numbers.tolist()
+    if length == 1:
+        return _texts_if_utf8(flat)
+    return [_feature_value(values) for values in column.to_pylist()]
+
+
 def _column_values(column: pa.Array) -> list[FeatureValue]:
     """Each record's value of one feature column: a scalar where it has one value, else a list.
 
@@ -260,21 +270,13 @@ def _column_values(column: pa.Array) -> list[FeatureValue]:
     as fast as Arrow; a text column of one value each is checked for UTF-8 at once; only a ragged one pays a
     list per record.
     """
-    length, flat = _shape(column)
-    numbers = _numbers(length, flat, len(column))
-    if numbers is not None:
-        return numbers.tolist()
-    if length == 1:
-        return _texts_if_utf8(flat)
-    return [_feature_value(values) for values in column.to_pylist()]
+    return _converted(column, for_rows=False)
 
 
 def _column_row_values(column: pa.Array) -> list:
     """Each record's value of one feature column as its row echoes it: numbers as NumPy values of the Example's
     own dtype (a float32 written in its shortest text, as outputs are), anything else as `_column_values` has it."""
-    length, flat = _shape(column)
-    numbers = _numbers(length, flat, len(column))
-    return list(numbers) if numbers is not None else _column_values(column)
+    return _converted(column, for_rows=True)
 
 
 def _parsed_columns(batch: pa.RecordBatch, raws: Sequence[bytes], key_field: str) -> list[Parsed | RecordError | None]:

@@ -171,8 +171,9 @@ def _logs_written(elements: list[tuple[Record, bytes, str | None, str]]) -> Coun
 
 def _dead_letters_written(letters: list[DeadLetter]) -> Counter:
     """Dead letters written, and of them each stage's."""
-    stages = Counter(counters.dead_letter_counter_name(letter.stage) for letter in letters)
-    return Counter({counters.DEAD_LETTERS: len(letters)}) + stages
+    counts = Counter(counters.dead_letter_counter_name(letter.stage) for letter in letters)
+    counts[counters.DEAD_LETTERS] = len(letters)
+    return counts
 
 
 def _payloads(batch: list[Encoded]) -> list[bytes]:
